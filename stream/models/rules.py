@@ -1,0 +1,207 @@
+"""Rule models: sequential rules (SR), association rules (AR) and first-order Markov.
+
+All three keep ``rules[a][b]``, a weight for "b follows (or co-occurs with) a", and recommend the
+partners of the session's last item by weight. They differ only in which pairs a click adds:
+
+* Markov: the immediately preceding item, weight 1;
+* SR (Kamehkhosh et al. 2017): each of the ``steps`` preceding items at distance x, weight w(x);
+* AR: every earlier item of the session, both directions, weight 1.
+
+session-rec prunes each row to its ``pruning`` heaviest partners after fitting. In a stream a row
+keeps up to ``max_row`` partners (dropping the lightest half of the surplus when it overflows),
+so memory is bounded and the top ``pruning`` are those a batch prune would keep unless a partner
+was dropped early and later grew heavy (``max_row`` >> ``pruning`` makes that rare).
+
+Quirk kept: scores are max-normalised per row (session-rec divides by the maximum). Quirk fixed:
+an item with no rules gets popular items instead of NaN (session-rec Q5); those fill slots after
+the rule partners, so rule rankings are unchanged.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+
+from stream.models.base import SessionModel
+from stream.models.pop import PopularityCounts, fill
+
+WEIGHTINGS = ("div", "linear", "quadratic", "log", "same")
+
+
+def step_weight(weighting: str, x: int) -> float:
+    """session-rec's SR weight of a predecessor ``x`` steps back.
+
+    >>> [round(step_weight(w, 2), 4) for w in WEIGHTINGS]
+    [0.5, 0.8, 0.25, 1.7599, 1.0]
+    """
+    if weighting == "div":
+        return 1.0 / x
+    if weighting == "linear":
+        return 1.0 - 0.1 * x if x <= 100 else 0.0
+    if weighting == "quadratic":
+        return 1.0 / (x * x)
+    if weighting == "log":
+        return 1.0 / math.log10(x + 1.7)
+    if weighting == "same":
+        return 1.0
+    raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+
+
+class _RuleModel(SessionModel):
+    """Shared storage, pruning and ranking of the rule models."""
+
+    def __init__(self, pruning: int = 20, max_row: int = 200, fallback: bool = True) -> None:
+        if pruning < 0:
+            raise ValueError("pruning must be >= 0 (0 keeps every partner)")
+        self.pruning = pruning
+        self.max_row = max_row
+        self.fallback = fallback
+        self.rules: dict[int, dict[int, float]] = {}
+        self._ranked: dict[int, list[int]] = {}  # cached ranking per source item
+        self._pop = PopularityCounts(half_life=None)
+
+    def _add(self, a: int, b: int, w: float) -> None:
+        row = self.rules.get(a)
+        if row is None:
+            row = self.rules[a] = {}
+        row[b] = row.get(b, 0.0) + w
+        self._ranked.pop(a, None)
+        if len(row) > 2 * self.max_row:
+            keep = heapq.nlargest(self.max_row, row.items(), key=lambda kv: kv[1])
+            self.rules[a] = dict(keep)
+
+    def ranked(self, a: int) -> list[int]:
+        """Partners of ``a``, heaviest first, pruned to ``pruning`` (cached until ``a`` changes)."""
+        r = self._ranked.get(a)
+        if r is None:
+            row = self.rules.get(a)
+            if not row:
+                return []
+            n = self.pruning if self.pruning > 0 else len(row)
+            # sorted() is stable: ties keep insertion order, as Counter.most_common does
+            r = [b for b, _ in sorted(row.items(), key=lambda kv: -kv[1])[:n]]
+            self._ranked[a] = r
+        return r
+
+    def scores(self, a: int) -> dict[int, float]:
+        """Max-normalised scores of ``a``'s pruned partners (session-rec's output)."""
+        row = self.rules.get(a, {})
+        r = self.ranked(a)
+        if not r:
+            return {}
+        top = row[r[0]]
+        return {b: row[b] / top for b in r}
+
+    def recommend(
+        self, history: Sequence[int], timestamp: float, k: int = 20, session: int | None = None
+    ) -> list[int]:
+        if not history:
+            return self._pop.top(k) if self.fallback else []
+        recs = self.ranked(history[-1])[:k]
+        if self.fallback and len(recs) < k:
+            recs = fill(list(recs), self._pop.top(k + len(recs)), k)
+        return recs
+
+
+class SequentialRules(_RuleModel):
+    """SR: sequential rules with a step-weighted look-back (session-rec's ``sr.py``).
+
+    Parameters
+    ----------
+    steps
+        How many preceding items each click is paired with.
+    weighting
+        Weight of a predecessor x steps back: ``div`` 1/x, ``linear`` 1-0.1x, ``quadratic`` 1/x²,
+        ``log`` 1/log10(x+1.7), ``same`` 1.
+    pruning
+        Partners kept per item when ranking (0 keeps all).
+    max_row
+        Partners stored per item in the stream (memory bound).
+    fallback
+        Fill short lists with popular items.
+
+    Examples
+    --------
+    >>> m = SequentialRules(steps=2)
+    >>> for i, item in enumerate([1, 2, 3]): m.learn_one(0, item, float(i), [1, 2, 3][:i])
+    >>> m.rules
+    {1: {2: 1.0, 3: 0.5}, 2: {3: 1.0}}
+    >>> m.scores(1), m.recommend([9, 1], 3.0, k=2)
+    ({2: 1.0, 3: 0.5}, [2, 3])
+
+    References
+    ----------
+    Kamehkhosh, Jannach & Ludewig, "A comparison of frequent pattern techniques and a deep
+    learning method for session-based recommendation", TempRec@RecSys 2017.
+    """
+
+    name = "sr"
+
+    def __init__(
+        self,
+        steps: int = 10,
+        weighting: str = "div",
+        pruning: int = 20,
+        max_row: int = 200,
+        fallback: bool = True,
+    ) -> None:
+        super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
+        step_weight(weighting, 1)  # validates
+        if steps < 1:
+            raise ValueError("steps must be >= 1")
+        self.steps = steps
+        self.weighting = weighting
+        self._w = [0.0] + [step_weight(weighting, x) for x in range(1, steps + 1)]
+
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
+        n = len(history)
+        w = self._w
+        for x in range(1, min(self.steps, n) + 1):
+            self._add(history[n - x], item, w[x])
+        self._pop.add(item, timestamp)
+
+
+class AssociationRules(_RuleModel):
+    """AR: symmetric co-occurrence of every pair of clicks in a session (session-rec ``ar.py``).
+
+    Examples
+    --------
+    >>> m = AssociationRules()
+    >>> for i, item in enumerate([1, 2, 1]): m.learn_one(0, item, float(i), [1, 2, 1][:i])
+    >>> m.rules
+    {1: {2: 2.0, 1: 2.0}, 2: {1: 2.0}}
+    """
+
+    name = "ar"
+
+    def __init__(self, pruning: int = 20, max_row: int = 200, fallback: bool = True) -> None:
+        super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
+
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
+        for prev in history:
+            self._add(prev, item, 1.0)
+            self._add(item, prev, 1.0)
+        self._pop.add(item, timestamp)
+
+
+class MarkovChain(_RuleModel):
+    """First-order Markov: counts of immediate successors (session-rec ``markov.py``).
+
+    Examples
+    --------
+    >>> m = MarkovChain()
+    >>> for i, item in enumerate([1, 2, 1, 3]): m.learn_one(0, item, float(i), [1, 2, 1, 3][:i])
+    >>> m.rules
+    {1: {2: 1.0, 3: 1.0}, 2: {1: 1.0}}
+    """
+
+    name = "markov"
+
+    def __init__(self, pruning: int = 20, max_row: int = 200, fallback: bool = True) -> None:
+        super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
+
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
+        if history:
+            self._add(history[-1], item, 1.0)
+        self._pop.add(item, timestamp)

@@ -1,0 +1,80 @@
+"""Prequential (test-then-train) accuracy: HR@k and MRR@k, overall and over a sliding window."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Prequential:
+    """Accumulates hits and reciprocal ranks of next-item predictions.
+
+    ``update(recs, item)`` scores the list recommended after click t against click t+1.
+
+    Examples
+    --------
+    >>> p = Prequential(k=3, window=2)
+    >>> p.update([5, 7, 9], 7); p.update([5, 7, 9], 1); p.update([1, 2, 3], 1)
+    0.5
+    0.0
+    1.0
+    >>> p.predictions, round(p.hit_rate, 3), round(p.mrr, 3)
+    (3, 0.667, 0.5)
+    >>> p.window_hit_rate, p.window_mrr  # the last two predictions only
+    (0.5, 0.5)
+    """
+
+    __slots__ = ("k", "window", "predictions", "hits", "rr_sum", "_w_hit", "_w_rr", "_pos", "_w_n",
+                 "_w_hits", "_w_rr_sum")
+
+    def __init__(self, k: int = 20, window: int = 10_000) -> None:
+        self.k = k
+        self.window = window
+        self.predictions = 0
+        self.hits = 0
+        self.rr_sum = 0.0
+        self._w_hit = np.zeros(window, dtype=np.int8)
+        self._w_rr = np.zeros(window, dtype=np.float64)
+        self._pos = 0
+        self._w_n = 0
+        self._w_hits = 0
+        self._w_rr_sum = 0.0
+
+    def update(self, recs: list[int], item: int) -> float:
+        """Score one prediction; returns its reciprocal rank (0.0 for a miss)."""
+        k = self.k
+        try:
+            rank = recs.index(item, 0, k) + 1
+            rr = 1.0 / rank
+            hit = 1
+        except ValueError:
+            rr = 0.0
+            hit = 0
+        self.predictions += 1
+        self.hits += hit
+        self.rr_sum += rr
+        pos = self._pos
+        self._w_hits += hit - int(self._w_hit[pos])
+        self._w_rr_sum += rr - float(self._w_rr[pos])
+        self._w_hit[pos] = hit
+        self._w_rr[pos] = rr
+        self._pos = (pos + 1) % self.window
+        if self._w_n < self.window:
+            self._w_n += 1
+        return rr
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.predictions if self.predictions else 0.0
+
+    @property
+    def mrr(self) -> float:
+        return self.rr_sum / self.predictions if self.predictions else 0.0
+
+    @property
+    def window_hit_rate(self) -> float:
+        return self._w_hits / self._w_n if self._w_n else 0.0
+
+    @property
+    def window_mrr(self) -> float:
+        # re-sum now and then would avoid float drift; the window is short enough not to matter
+        return max(self._w_rr_sum, 0.0) / self._w_n if self._w_n else 0.0
