@@ -1,0 +1,473 @@
+"""The incremental neighbour index shared by the session-kNN models (SKNN, V-SKNN, STAN, VSTAN).
+
+State, updated exactly on every click (``SessionIndex.add``, O(1) amortised):
+
+* per session: an ``item -> last click position`` dict (the session's distinct items in first-seen
+  order; positions count repeated clicks, as session-rec's item lists do), its click count, its last
+  event timestamp and its number of distinct items (numpy arrays, grown geometrically);
+* per item: a posting list of the sessions that contain it, kept as a numpy ``int32`` buffer that is
+  appended in place, grown geometrically and compacted to its ``max_item_sessions`` most recent
+  entries when it reaches twice that length (only the most recent sessions can win "recent"
+  sampling, so a cap >= ``sample_size`` loses nothing when sessions arrive in time order);
+* per item: its event count, and the number of sessions seen, for IDF computed on demand as
+  ``ln(#sessions / #events with i)`` (session-rec quirk Q3: the denominator counts events).
+
+Memory is bounded: at most ``max_sessions`` sessions (least recently active evicted first, their
+entries removed from the posting lists), at most ``max_session_items`` distinct items per session
+(later new items of a full session are ignored) and at most ``2 * max_item_sessions`` entries per
+posting list.
+
+Why numpy and how. Profiling session-rec's pure-Python loop (sets, per-neighbour dict updates, a
+pandas Series over all items) showed that the time goes into per-candidate Python work. Here every
+step of a query is a handful of whole-array numpy calls: the candidate sessions are the
+concatenated posting lists of the session's items, the weighted overlap of each candidate with the
+session is one ``np.bincount`` with weights, "recent" sampling is one ``np.argpartition`` on the
+candidates' timestamps, the top-``k`` neighbours another ``argpartition``, the neighbours' items are
+flattened once and item scores are summed with one more ``bincount``; the final top list comes from
+``argpartition`` plus a small ``lexsort`` (ties broken by item int, i.e. first-seen order). No
+compiled extension is needed to meet the latency target.
+
+:class:`KNNModel` is the common skeleton of the four models; each model only supplies its position
+weights, its similarity and its per-neighbour item contributions.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from itertools import chain
+
+import numpy as np
+
+from stream.models.base import SessionModel
+from stream.models.pop import PopularityCounts, fill
+
+_EMPTY_I = np.empty(0, dtype=np.int64)
+_EMPTY_F = np.empty(0, dtype=np.float64)
+
+
+class SessionIndex:
+    """Item -> recent sessions index with session timestamps and IDF counts.
+
+    Parameters
+    ----------
+    max_sessions
+        Sessions kept; the least recently active one is evicted when a new one would exceed it.
+    max_session_items
+        Distinct items stored per session; new items of a full session are ignored.
+    max_item_sessions
+        Posting-list length kept per item (the most recent sessions; a list is compacted back to
+        this length when it reaches twice it).
+
+    Examples
+    --------
+    >>> ix = SessionIndex()
+    >>> for s, i, t in [(1, 10, 0.0), (1, 11, 1.0), (2, 11, 2.0), (2, 12, 3.0), (2, 11, 4.0)]:
+    ...     ix.add(s, i, t)
+    >>> slots, overlap = ix.overlap(np.array([11, 12]), None, -1)
+    >>> [ix.key(s) for s in slots.tolist()], overlap.tolist()
+    ([1, 2], [1.0, 2.0])
+    >>> ix.session_items(2)
+    {11: 3, 12: 2}
+    >>> round(float(ix.idf(np.array([11]))[0]), 4)   # ln(2 sessions / 3 events)
+    -0.4055
+    """
+
+    def __init__(
+        self, max_sessions: int = 50_000, max_session_items: int = 100, max_item_sessions: int = 5_000
+    ) -> None:
+        if max_sessions < 1 or max_session_items < 1 or max_item_sessions < 1:
+            raise ValueError("max_sessions, max_session_items and max_item_sessions must be >= 1")
+        self.max_sessions = max_sessions
+        self.max_session_items = max_session_items
+        self.max_item_sessions = max_item_sessions
+        # sessions
+        self._slot: dict[int, int] = {}
+        self._keys: list[int] = []
+        self._items: list[dict[int, int]] = []
+        self._clicks: list[int] = []
+        self._free: list[int] = []
+        self._lru: OrderedDict[int, None] = OrderedDict()
+        self.time = np.zeros(1024, dtype=np.float64)
+        self.n_unique = np.zeros(1024, dtype=np.int64)
+        # items
+        self._post: list[np.ndarray | None] = []
+        self._plen: list[int] = []
+        self.events = np.zeros(1024, dtype=np.float64)
+        self.n_sessions_seen = 0
+        self.n_events = 0
+
+    # -- updates -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def add(self, session: int, item: int, timestamp: float) -> None:
+        """Record that ``session`` clicked ``item`` at ``timestamp`` (event time)."""
+        slot = self._slot.get(session)
+        if slot is None:
+            slot = self._new_slot(session)
+            self.n_sessions_seen += 1
+        else:
+            self._lru.move_to_end(slot)
+        if timestamp > self.time[slot]:
+            self.time[slot] = timestamp
+        c = self._clicks[slot] + 1
+        self._clicks[slot] = c
+        d = self._items[slot]
+        if item in d:
+            d[item] = c
+        elif len(d) < self.max_session_items:
+            d[item] = c
+            self.n_unique[slot] += 1
+            self._post_append(item, slot)
+        if item >= len(self.events):
+            self.events = _grow(self.events, item + 1)
+        self.events[item] += 1.0
+        self.n_events += 1
+
+    def _new_slot(self, session: int) -> int:
+        if len(self._slot) >= self.max_sessions:
+            old, _ = self._lru.popitem(last=False)
+            self._evict(old)
+        if self._free:
+            slot = self._free.pop()
+            self._keys[slot] = session
+            self._items[slot] = {}
+            self._clicks[slot] = 0
+        else:
+            slot = len(self._keys)
+            self._keys.append(session)
+            self._items.append({})
+            self._clicks.append(0)
+            if slot >= len(self.time):
+                self.time = _grow(self.time, slot + 1)
+                self.n_unique = _grow(self.n_unique, slot + 1)
+        self.time[slot] = -np.inf
+        self.n_unique[slot] = 0
+        self._slot[session] = slot
+        self._lru[slot] = None
+        return slot
+
+    def _evict(self, slot: int) -> None:
+        post, plen = self._post, self._plen
+        for item in self._items[slot]:
+            n = plen[item]
+            buf = post[item]
+            assert buf is not None
+            live = buf[:n]
+            keep = live[live != slot]
+            if keep.size != n:
+                buf[: keep.size] = keep
+                plen[item] = keep.size
+        del self._slot[self._keys[slot]]
+        self._keys[slot] = -1
+        self._items[slot] = {}
+        self._clicks[slot] = 0
+        self.n_unique[slot] = 0
+        self.time[slot] = -np.inf
+        self._free.append(slot)
+
+    def _post_append(self, item: int, slot: int) -> None:
+        post, plen = self._post, self._plen
+        if item >= len(post):
+            extra = item + 1 - len(post)
+            post.extend([None] * extra)
+            plen.extend([0] * extra)
+        buf = post[item]
+        n = plen[item]
+        if buf is None:
+            buf = post[item] = np.empty(8, dtype=np.int32)
+        elif n == buf.size:
+            cap = self.max_item_sessions
+            if n >= 2 * cap:  # keep the `cap` most recent entries
+                buf[:cap] = buf[n - cap : n].copy()
+                n = cap
+            else:
+                new = np.empty(min(2 * n, 2 * cap), dtype=np.int32)
+                new[:n] = buf
+                buf = post[item] = new
+        buf[n] = slot
+        plen[item] = n + 1
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def slot_of(self, session: int | None) -> int:
+        """The slot of ``session``, or -1 if it is not in the index."""
+        if session is None:
+            return -1
+        return self._slot.get(session, -1)
+
+    def key(self, slot: int) -> int:
+        return self._keys[slot]
+
+    def session_items(self, session: int) -> dict[int, int]:
+        """``item -> last click position`` of ``session`` (a copy; empty if unknown)."""
+        slot = self._slot.get(session)
+        return {} if slot is None else dict(self._items[slot])
+
+    def n_items(self) -> int:
+        """One more than the largest item int seen (the size of per-item arrays)."""
+        return len(self._plen)
+
+    def overlap(
+        self, items: np.ndarray, weights: np.ndarray | None, exclude: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sessions sharing an item with ``items`` and their (weighted) overlap.
+
+        Returns ``(slots, overlap)`` with ``slots`` ascending, ``overlap[j] = sum of weights of the
+        items shared with slot j`` (the number of shared items if ``weights`` is None); slot
+        ``exclude`` is left out.
+        """
+        post, plen = self._post, self._plen
+        n_known = len(plen)
+        parts: list[np.ndarray] = []
+        lens: list[int] = []
+        for j, it in enumerate(items.tolist()):
+            if it < n_known and plen[it]:
+                parts.append(post[it][: plen[it]])  # type: ignore[index]
+                lens.append(j)
+        if not parts:
+            return _EMPTY_I, _EMPTY_F
+        cand = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        counts = np.bincount(cand)
+        if exclude >= 0 and exclude < counts.size:
+            counts[exclude] = 0
+        slots = np.flatnonzero(counts)
+        if weights is None:
+            return slots, counts[slots].astype(np.float64)
+        w = np.repeat(weights[lens], [p.size for p in parts])
+        return slots, np.bincount(cand, weights=w)[slots]
+
+    def recent(self, slots: np.ndarray, values: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``m`` most recently active of ``slots`` (with their ``values``); all if fewer."""
+        if m <= 0 or slots.size <= m:
+            return slots, values
+        t = self.time[slots]
+        sel = np.argpartition(t, slots.size - m)[slots.size - m :]
+        return slots[sel], values[sel]
+
+    def gather(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flatten the sessions ``slots``: ``(items, last_positions, lengths)``."""
+        ds = [self._items[s] for s in slots.tolist()]
+        lens = self.n_unique[slots]
+        total = int(lens.sum())
+        items = np.fromiter(chain.from_iterable(ds), dtype=np.int64, count=total)
+        pos = np.fromiter(chain.from_iterable(d.values() for d in ds), dtype=np.float64, count=total)
+        return items, pos, lens
+
+    def idf(self, items: np.ndarray) -> np.ndarray:
+        """``ln(#sessions seen / #events of item)`` (session-rec quirk Q3), 0 for unseen items."""
+        ev = self.events[items]
+        out = np.zeros(items.size, dtype=np.float64)
+        ok = ev > 0
+        out[ok] = np.log(self.n_sessions_seen / ev[ok])
+        return out
+
+
+def _grow(a: np.ndarray, need: int) -> np.ndarray:
+    new = np.zeros(max(need, 2 * a.size), dtype=a.dtype)
+    new[: a.size] = a
+    return new
+
+
+def top_items(items: np.ndarray, scores: np.ndarray, k: int) -> list[int]:
+    """The ``k`` best ``items`` by ``scores`` (> 0 only), ties broken by the smaller item int.
+
+    >>> top_items(np.array([5, 3, 9, 4]), np.array([1.0, 2.0, 1.0, 0.0]), 3)
+    [3, 5, 9]
+    """
+    pos = scores > 0
+    if not pos.all():
+        items, scores = items[pos], scores[pos]
+    if items.size > k:
+        thr = np.partition(scores, items.size - k)[items.size - k]
+        sel = scores >= thr
+        items, scores = items[sel], scores[sel]
+    order = np.lexsort((items, -scores))[:k]
+    return items[order].tolist()
+
+
+def sum_by_item(items: np.ndarray, contrib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``contrib`` per distinct item: ``(distinct items, sums)``.
+
+    A dense ``bincount`` when the item ints are small relative to the number of entries, else a
+    sort-based ``unique``, so the cost never scales with the whole catalogue.
+
+    >>> sum_by_item(np.array([4, 2, 4]), np.array([1.0, 0.5, 2.0]))
+    (array([2, 4]), array([0.5, 3. ]))
+    """
+    if items.size == 0:
+        return _EMPTY_I, _EMPTY_F
+    top = int(items.max())
+    if top < 64 * items.size + 8192:
+        sums = np.bincount(items, weights=contrib)
+        uniq = np.flatnonzero(np.bincount(items))
+        return uniq, sums[uniq]
+    uniq, inv = np.unique(items, return_inverse=True)
+    return uniq, np.bincount(inv, weights=contrib)
+
+
+class KNNModel(SessionModel):
+    """Shared skeleton: index every click; recommend from the top-``k`` recent neighbours.
+
+    Subclasses implement :meth:`_weights` (position weights of the session's distinct items, or
+    ``None`` for plain counts), :meth:`_similarity` and :meth:`_contributions`.
+    """
+
+    remind: bool
+    sample_size: int
+    k: int
+
+    def _setup(self, max_sessions: int, max_session_items: int, max_item_sessions: int | None) -> None:
+        if self.k < 1:
+            raise ValueError("k must be >= 1")
+        if self.sample_size < 0:
+            raise ValueError("sample_size must be >= 0 (0 uses every candidate session)")
+        if getattr(self, "sampling", "recent") != "recent":
+            raise ValueError("sampling must be 'recent' (the only strategy implemented)")
+        cap = max_item_sessions if max_item_sessions is not None else max(self.sample_size, 1000)
+        self.index = SessionIndex(max_sessions, max_session_items, cap)
+        self._pop = PopularityCounts(half_life=None)
+
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
+        self.index.add(session, item, timestamp)
+        self._pop.add(item, timestamp)
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def _weights(self, pos: np.ndarray, length: int) -> np.ndarray | None:
+        return None
+
+    def _drop_seen(self) -> bool:
+        """Whether items of the current session are left out (``remind=False``)."""
+        return not self.remind
+
+    def _similarity(self, q: _Query, slots: np.ndarray, overlap: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _contributions(
+        self,
+        q: _Query,
+        sims: np.ndarray,
+        items: np.ndarray,
+        pos: np.ndarray,
+        lens: np.ndarray,
+        offsets: np.ndarray,
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def _adjust(self, q: _Query, items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Last change to the summed item scores (reminders, IDF); identity by default."""
+        return scores
+
+    # -- the query -----------------------------------------------------------------------------
+
+    def neighbours(
+        self, history: Sequence[int], timestamp: float, session: int | None = None
+    ) -> list[tuple[int, float]]:
+        """The top-``k`` neighbour sessions ``(session key, similarity)``, most similar first."""
+        q = _Query(self, history, timestamp, session)
+        slots, sims = self._neighbours(q)
+        order = np.lexsort((slots, -sims))
+        return [
+            (self.index.key(s), float(sims[j]))
+            for j, s in zip(order.tolist(), slots[order].tolist(), strict=True)
+        ]
+
+    def _neighbours(self, q: _Query) -> tuple[np.ndarray, np.ndarray]:
+        ix = self.index
+        slots, ov = ix.overlap(q.items, q.weights, q.exclude)
+        if slots.size == 0:
+            return slots, ov
+        slots, ov = ix.recent(slots, ov, self.sample_size)
+        sims = self._similarity(q, slots, ov)
+        pos = sims > 0
+        if not pos.all():
+            slots, sims = slots[pos], sims[pos]
+        k = self.k
+        if slots.size > k:
+            sel = np.argpartition(-sims, k - 1)[:k]
+            slots, sims = slots[sel], sims[sel]
+        return slots, sims
+
+    def scores(
+        self, history: Sequence[int], timestamp: float, session: int | None = None
+    ) -> dict[int, float]:
+        """kNN score of every candidate item (for inspection and tests; ``recommend`` ranks these)."""
+        items, sc = self._scores(_Query(self, history, timestamp, session))
+        return dict(zip(items.tolist(), sc.tolist(), strict=True))
+
+    def _scores(self, q: _Query) -> tuple[np.ndarray, np.ndarray]:
+        slots, sims = self._neighbours(q)
+        if slots.size == 0:
+            return _EMPTY_I, _EMPTY_F
+        items, pos, lens = self.index.gather(slots)
+        offsets = np.zeros(lens.size, dtype=np.int64)
+        np.cumsum(lens[:-1], out=offsets[1:])
+        contrib = self._contributions(q, sims, items, pos, lens, offsets)
+        if self._drop_seen():
+            keep = q.last_pos(items) == 0
+            items, contrib = items[keep], contrib[keep]
+        uniq, sc = sum_by_item(items, contrib)
+        return uniq, self._adjust(q, uniq, sc)
+
+    def recommend(
+        self, history: Sequence[int], timestamp: float, k: int = 20, session: int | None = None
+    ) -> list[int]:
+        if k <= 0:
+            return []
+        if not history:
+            return self._pop.top(k)
+        q = _Query(self, history, timestamp, session)
+        items, sc = self._scores(q)
+        recs = top_items(items, sc, k) if items.size else []
+        if len(recs) < k:
+            if not self._drop_seen():
+                recs = fill(recs, self._pop.top(k), k)
+            else:
+                seen = q.seen
+                fb = [i for i in self._pop.top(k + len(seen)) if i not in seen]
+                recs = fill(recs, fb, k)
+        return recs
+
+
+class _Query:
+    """The current session, prepared once per query."""
+
+    __slots__ = (
+        "history",
+        "length",
+        "seen",
+        "items",
+        "pos",
+        "weights",
+        "exclude",
+        "timestamp",
+        "n_known",
+        "_lp",
+    )
+
+    def __init__(self, model: KNNModel, history: Sequence[int], timestamp: float, session: int | None):
+        last: dict[int, int] = {}
+        for p, i in enumerate(history, 1):
+            last[i] = p
+        self.history = history
+        self.length = len(history)
+        self.seen = last
+        self.items = np.fromiter(last.keys(), dtype=np.int64, count=len(last))
+        self.pos = np.fromiter(last.values(), dtype=np.float64, count=len(last))
+        self.weights = model._weights(self.pos, self.length)
+        self.exclude = model.index.slot_of(session)
+        self.timestamp = timestamp
+        self.n_known = model.index.n_items()
+        self._lp: np.ndarray | None = None
+
+    def last_pos(self, items: np.ndarray) -> np.ndarray:
+        """Last 1-based position in the session of each of ``items`` (0 if absent)."""
+        lp = self._lp
+        if lp is None or (items.size and int(items.max()) >= lp.size):
+            n = max(self.n_known, int(self.items.max()) + 1, int(items.max()) + 1 if items.size else 0)
+            lp = self._lp = np.zeros(n, dtype=np.float64)  # calloc: untouched pages stay free
+            lp[self.items] = self.pos
+        return lp[items]
