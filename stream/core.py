@@ -43,7 +43,7 @@ class LatencyRecorder:
     (5, True)
     """
 
-    __slots__ = ("buckets", "_ring", "_pos", "count", "total", "_n")
+    __slots__ = ("buckets", "_ring", "_pos", "count", "total", "_n", "_drained")
 
     def __init__(self, ring: int = 100_000, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.buckets = buckets
@@ -52,6 +52,7 @@ class LatencyRecorder:
         self._n = 0
         self.count = 0
         self.total = 0.0
+        self._drained = 0
 
     def record(self, seconds: float) -> None:
         pos = self._pos
@@ -69,10 +70,16 @@ class LatencyRecorder:
     def percentile(self, q: float) -> float:
         return float(np.percentile(self._ring[: self._n], q)) if self._n else 0.0
 
-    def bucket_counts(self, since: int = 0) -> np.ndarray:
-        """Cumulative counts per bucket over the ring's samples (used by tests and reports)."""
-        s = self.samples()
-        return np.searchsorted(np.sort(s), self.buckets, side="right")
+    def drain(self) -> np.ndarray:
+        """The samples recorded since the last call (at most the ring's size), oldest first."""
+        new = min(self.count - self._drained, self._n)
+        self._drained = self.count
+        if new <= 0:
+            return self._ring[:0]
+        pos, ring = self._pos, self._ring
+        if new <= pos:
+            return ring[pos - new : pos].copy()
+        return np.concatenate((ring[len(ring) - (new - pos) :], ring[:pos]))
 
 
 class ClickProcessor:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterator
+from math import log
 
 import numpy as np
 
@@ -152,7 +153,6 @@ class SyntheticStream:
         slots: list[list | None] = [None] * self.concurrency
         n_sessions = 0
         seed = self.seed
-        log = np.log
         for n in range(self.events):
             drifted = drift_at is not None and n >= drift_at
             j = int(u.next() * self.concurrency)

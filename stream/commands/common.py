@@ -1,0 +1,49 @@
+"""Flags shared by several sub-commands (model choice, session and item caps)."""
+
+from __future__ import annotations
+
+import argparse
+
+from stream import config
+from stream.core import ClickProcessor
+from stream.items import ItemIndex
+from stream.models import DEFAULT_MODEL, MODELS, make_model, parse_params
+from stream.sessions import DEFAULT_MAX_SESSION_ITEMS, DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S, SessionStore
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    config.add(g, "--model", default=DEFAULT_MODEL, choices=list(MODELS), help="session model")
+    g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="model parameter with session-rec's name, e.g. --param k=100 (repeatable)")
+    config.add(g, "--k", default=20, type=int, help="length of each recommended list (HR@k, MRR@k)")
+
+
+def add_state_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("bounded state")
+    config.add(g, "--session-ttl", default=DEFAULT_TTL_S, type=float,
+               help="seconds of event-time inactivity that end a session")
+    config.add(g, "--max-sessions", default=DEFAULT_MAX_SESSIONS, type=int,
+               help="live sessions kept; the least recently active is evicted beyond it")
+    config.add(g, "--max-session-items", default=DEFAULT_MAX_SESSION_ITEMS, type=int,
+               help="most recent clicks kept per session")
+    config.add(g, "--max-items", default=1_000_000, type=int,
+               help="distinct items learned; clicks on further new items are scored but not learned")
+
+
+def build_processor(args: argparse.Namespace, monitor: object | None = None) -> ClickProcessor:
+    """The per-click core as the flags describe it."""
+    model = make_model(args.model, **parse_params(args.param))
+    sessions = SessionStore(ttl_s=args.session_ttl, max_sessions=args.max_sessions,
+                            max_session_items=args.max_session_items)
+    return ClickProcessor(model, k=args.k, sessions=sessions, items=ItemIndex(args.max_items),
+                          monitor=monitor)  # type: ignore[arg-type]
+
+
+def build_monitor(args: argparse.Namespace) -> object | None:
+    """The drift monitor for ``--on-drift`` (None until :mod:`monitoring.drift` provides one)."""
+    try:
+        from monitoring.drift import DriftMonitor  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return DriftMonitor(on_drift=getattr(args, "on_drift", "alert"))

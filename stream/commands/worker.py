@@ -1,0 +1,57 @@
+"""``streamrec worker``: one consumer-group member serving recommendations from a click topic."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from stream import config, kafka_io
+from stream.commands.common import add_model_args, add_state_args, build_processor
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "worker", help="consume clicks, recommend, learn, score and expose metrics",
+        description="A consumer-group member. For each click, in order: score the list recommended "
+                    "after the session's previous click (prequential HR@k / MRR@k), learn the click, "
+                    "recommend the next top k, publish it (with --recommendations-topic), update "
+                    "metrics. Offsets are committed only after a batch is processed. Malformed "
+                    "messages go to <topic>.dlq. HTTP: /metrics, /healthz, /recommendations/<session_id>.")
+    kafka_io.add_kafka_args(p)
+    config.add(p, "--topic", default="clicks", help="click topic")
+    config.add(p, "--group", default="streamrec", help="consumer group id")
+    config.add(p, "--recommendations-topic", default=None,
+               help="publish every recommended list here (key: session id)")
+    config.add(p, "--metrics-port", default=8000, type=int, help="HTTP port (0: a free one; -1: off)")
+    config.add(p, "--metrics-host", default="127.0.0.1", help="HTTP bind address (0.0.0.0 in containers)")
+    config.add(p, "--state-dir", default=None, help="directory for checkpoints (model, sessions, offsets)")
+    config.add(p, "--on-drift", default="alert", choices=["alert", "retrain"],
+               help="on retraining due: keep alerting, or retrain from recent events and swap")
+    config.add(p, "--max-events", default=None, type=int, help="exit after this many events (testing)")
+    config.add(p, "--idle-exit", default=None, type=float,
+               help="exit after this many seconds without new events (testing)")
+    add_model_args(p)
+    add_state_args(p)
+    config.add_logging(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream.commands.common import build_monitor
+    from stream.worker import Worker, WorkerSettings
+
+    config.setup_logging(args.log_level, args.log_format)
+    monitor = build_monitor(args)
+    processor = build_processor(args, monitor)
+    settings = WorkerSettings(
+        client=kafka_io.client_config(args), topic=args.topic, group=args.group, model_name=args.model,
+        recommendations_topic=args.recommendations_topic,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port, metrics_host=args.metrics_host,
+        max_events=args.max_events, idle_exit_s=args.idle_exit,
+    )
+    worker = Worker(settings, processor)
+    worker.install_signal_handlers()
+    s = worker.run()
+    print(f"processed {s.events_processed} events ({s.events_invalid} invalid) in {s.elapsed_s:.1f} s; "
+          f"HR@{args.k} {s.hit_rate_at_k:.4f} MRR@{args.k} {s.mrr_at_k:.4f}", file=sys.stderr)
+    return 0

@@ -1,0 +1,258 @@
+"""The Kafka worker: poll, decode, dispatch to the per-click core, publish, commit.
+
+One consumer-group member. The loop follows the at-least-once order of streaming.md §1.5:
+process a batch -> flush what it produced (recommendations, dead letters) -> commit the next
+offsets. The rebalance listener only records what changed (kafka-python 3.x runs it on its IO
+thread, where blocking calls fail); the main loop acts on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from monitoring.metrics import Metrics
+from stream import kafka_io
+from stream.config import log_event
+from stream.core import ClickProcessor
+from stream.events import Invalid, decode
+from stream.http import HttpServer, Routes
+
+log = logging.getLogger("streamrec.worker")
+
+
+@dataclass
+class WorkerSettings:
+    """Everything the worker loop needs besides the processor."""
+
+    client: dict[str, Any]
+    topic: str
+    group: str
+    model_name: str = "model"
+    recommendations_topic: str | None = None
+    dead_letter_topic: str | None = None  # default: "<topic>.dlq"
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    poll_timeout_ms: int = 500
+    max_events: int | None = None  # stop after this many valid events (demo, bench, tests)
+    idle_exit_s: float | None = None  # stop after this long with nothing to read
+    consumer_overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dlq(self) -> str:
+        return self.dead_letter_topic or f"{self.topic}.dlq"
+
+
+@dataclass
+class WorkerSummary:
+    events_processed: int
+    events_invalid: int
+    recommendations_published: int
+    elapsed_s: float
+    hit_rate_at_k: float
+    mrr_at_k: float
+    predictions: int
+
+
+class _Listener(ConsumerRebalanceListener):
+    """Records assignment changes for the main loop; never blocks (runs on the IO thread)."""
+
+    def __init__(self) -> None:
+        self.assigned: set[TopicPartition] = set()
+        self.revoked: set[TopicPartition] = set()
+        self.changes = 0
+        self.lock = threading.Lock()
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        with self.lock:
+            self.revoked |= set(revoked)
+            self.assigned -= set(revoked)
+            self.changes += 1
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        with self.lock:
+            self.assigned |= set(assigned)
+            self.changes += 1
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self.on_partitions_revoked(lost)
+
+
+class Worker:
+    """Runs ``processor`` over the click topic until stopped."""
+
+    def __init__(self, settings: WorkerSettings, processor: ClickProcessor, metrics: Metrics | None = None) -> None:
+        self.s = settings
+        self.processor = processor
+        self.metrics = metrics or Metrics(settings.model_name, processor.k)
+        self._running = True
+        self._stop_reason = ""
+        self.invalid = 0
+        self.published = 0
+        self.last_poll = time.monotonic()
+        self.last_progress = time.monotonic()
+        self.started = time.monotonic()
+        self.http: HttpServer | None = None
+        self.listener = _Listener()
+        self._seen_changes = 0
+
+    # -- control ------------------------------------------------------------------------------
+
+    def stop(self, reason: str = "requested") -> None:
+        self._stop_reason = self._stop_reason or reason
+        self._running = False
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            self.stop(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        poll_age = now - self.last_poll
+        ok = poll_age < 30.0
+        return ok, {
+            "status": "ok" if ok else "degraded",
+            "events_processed": self.processor.events,
+            "assigned_partitions": sorted(tp.partition for tp in self.listener.assigned),
+            "last_poll_age_s": round(poll_age, 3),
+            "model": self.s.model_name,
+        }
+
+    def start_http(self) -> None:
+        if self.s.metrics_port is None:
+            return
+        routes = Routes(self.metrics.exposition, self.health, self.processor.recommendations)
+        self.http = HttpServer(routes, self.s.metrics_port, self.s.metrics_host).start()
+        log_event(log, "http server listening", host=self.s.metrics_host, port=self.http.port)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> WorkerSummary:
+        s = self.s
+        kafka_io.ensure_topic(s.client, s.dlq, 1)
+        if s.recommendations_topic:
+            kafka_io.ensure_topic(s.client, s.recommendations_topic, 1)
+        consumer = kafka_io.make_consumer(s.client, group_id=s.group, **s.consumer_overrides)
+        producer = kafka_io.make_producer(s.client)
+        consumer.subscribe([s.topic], listener=self.listener)
+        self.start_http()
+        log_event(log, "worker started", topic=s.topic, group=s.group, model=s.model_name,
+                  client=kafka_io.redacted(s.client))
+        self.started = time.monotonic()
+        try:
+            while self._running:
+                batch = consumer.poll(timeout_ms=s.poll_timeout_ms)
+                self.last_poll = time.monotonic()
+                self._note_rebalance()
+                if batch:
+                    self._process(batch, producer)
+                    self.last_progress = self.last_poll
+                    offsets = {tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1)
+                               for tp, recs in batch.items() if recs}
+                    consumer.commit(offsets)
+                self.metrics.flush(self.processor)
+                self._update_lag(consumer)
+                if s.max_events is not None and self.processor.events + self.invalid >= s.max_events:
+                    self.stop("max-events reached")
+                if s.idle_exit_s is not None and self.last_poll - self.last_progress > s.idle_exit_s:
+                    self.stop("idle")
+        finally:
+            log_event(log, "worker stopping", reason=self._stop_reason or "error",
+                      events=self.processor.events, invalid=self.invalid)
+            try:
+                producer.flush(10)
+                producer.close(5)
+            finally:
+                consumer.close()
+                if self.http is not None:
+                    self.http.stop()
+        return self.summary()
+
+    def summary(self) -> WorkerSummary:
+        p = self.processor
+        return WorkerSummary(
+            events_processed=p.events,
+            events_invalid=self.invalid,
+            recommendations_published=self.published,
+            elapsed_s=time.monotonic() - self.started,
+            hit_rate_at_k=p.preq.hit_rate,
+            mrr_at_k=p.preq.mrr,
+            predictions=p.preq.predictions,
+        )
+
+    def _process(self, batch: dict[TopicPartition, list[Any]], producer: Any) -> None:
+        process = self.processor.process
+        names = self.processor.items.names
+        rec_topic = self.s.recommendations_topic
+        send = producer.send
+        for tp, records in batch.items():
+            for rec in records:
+                ev = decode(rec.value, rec.key)
+                if type(ev) is Invalid:
+                    self._dead_letter(producer, tp, rec, ev)
+                    continue
+                recs = process(ev)
+                if rec_topic is not None:
+                    send(rec_topic, key=rec.key, value=orjson.dumps(
+                        {"session_id": ev.session_id, "timestamp": ev.timestamp, "items": names(recs)}))
+                    self.published += 1
+        if rec_topic is not None:
+            self.metrics.published.inc(self.published - self._published_flushed)
+            self._published_flushed = self.published
+        producer.flush()
+
+    _published_flushed = 0
+
+    def _dead_letter(self, producer: Any, tp: TopicPartition, rec: Any, why: Invalid) -> None:
+        self.invalid += 1
+        self.metrics.invalid(why.reason)
+        headers = [
+            ("source_topic", tp.topic.encode()),
+            ("source_partition", str(tp.partition).encode()),
+            ("source_offset", str(rec.offset).encode()),
+            ("error", why.reason.encode()),
+        ]
+        producer.send(self.s.dlq, key=rec.key, value=rec.value if rec.value is not None else b"",
+                      headers=headers)
+        self.metrics.dead_letters.inc()
+        if self.invalid <= 10 or self.invalid % 1000 == 0:
+            log_event(log, "dead-lettered a message", level=logging.WARNING, reason=why.reason,
+                      partition=tp.partition, offset=rec.offset, total_invalid=self.invalid)
+
+    def _note_rebalance(self) -> None:
+        lst = self.listener
+        if lst.changes != self._seen_changes:
+            with lst.lock:
+                self._seen_changes = lst.changes
+                assigned = sorted(tp.partition for tp in lst.assigned)
+                lst.revoked.clear()
+            self.metrics.rebalances.inc()
+            self.metrics.assigned.set(len(assigned))
+            log_event(log, "partitions assigned", partitions=assigned)
+
+    def _update_lag(self, consumer: Any) -> None:
+        ends: dict[int, int] = {}
+        positions: dict[int, int] = {}
+        for tp in list(self.listener.assigned):
+            try:
+                hw = consumer.highwater(tp)
+                if hw is None:
+                    continue
+                ends[tp.partition] = hw
+                positions[tp.partition] = consumer.position(tp, timeout_ms=100)
+            except Exception:  # noqa: BLE001 - lag is best effort (e.g. mid-rebalance)
+                continue
+        self.metrics.partitions(ends, positions)
