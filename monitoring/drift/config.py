@@ -1,0 +1,48 @@
+"""The drift monitor's command-line flags, shared by ``simulate`` and the worker (one place for defaults).
+
+>>> import argparse
+>>> parser = argparse.ArgumentParser()
+>>> add_arguments(parser)
+>>> m = from_args(parser.parse_args(["--on-drift", "retrain", "--persistence", "2"]))
+>>> m.policy.name, m.persistence, m.reference_events
+('retrain', 2, 50000)
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from monitoring.drift.monitor import DriftMonitor
+from monitoring.drift.policy import POLICIES
+from stream.config import add
+
+
+def add_arguments(parser: argparse.ArgumentParser | Any, on_drift: str = "alert") -> None:
+    """``--on-drift`` and the monitor's main knobs (each with a ``STREAMREC_*`` env fallback)."""
+    add(parser, "--on-drift", default=on_drift, choices=list(POLICIES),
+        help="when retraining is due: alert (raise and keep) or retrain (rebuild from recent clicks, swap)")
+    add(parser, "--reference-events", default=50_000, type=int,
+        help="clicks captured as the drift reference after (re)training")
+    add(parser, "--check-every", default=1_000, type=int, help="clicks per drift check window")
+    add(parser, "--drift-alpha", default=0.01, type=float,
+        help="target share of checks over threshold with no drift (calibration)")
+    add(parser, "--persistence", default=3, type=int,
+        help="consecutive checks over threshold before a signal counts as detected")
+    add(parser, "--drift-warmup", default=2_000, type=int, help="clicks ignored at start-up before the reference")
+    add(parser, "--buffer-events", default=50_000, type=int, help="recent clicks kept to retrain from")
+
+
+def from_args(args: argparse.Namespace, **overrides: Any) -> DriftMonitor:
+    """A :class:`DriftMonitor` configured by the flags of :func:`add_arguments`."""
+    params: dict[str, Any] = {
+        "on_drift": args.on_drift,
+        "reference_events": args.reference_events,
+        "check_every": args.check_every,
+        "alpha": args.drift_alpha,
+        "persistence": args.persistence,
+        "warmup": args.drift_warmup,
+        "buffer_events": args.buffer_events,
+    }
+    params.update(overrides)
+    return DriftMonitor(**params)

@@ -1,0 +1,379 @@
+"""The drift monitor the click core calls on every click (:class:`stream.core.Monitor`).
+
+Per click it only bins the event and bumps counters (O(1), a handful of list operations). Every
+``check_every`` clicks it scores each signal's live window against the reference, compares the
+score with its calibrated threshold, and raises ``retraining_due`` once any signal has exceeded its
+threshold for ``persistence`` consecutive checks. Life cycle::
+
+    warm-up (sessions fill) -> capture the reference -> calibrate -> live checks
+                                        ^                                   |
+                                        +---- retrain policy: new model <---+ retraining due
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from monitoring.drift.calibration import Calibration, calibrate
+from monitoring.drift.policy import AlertPolicy, RetrainPolicy, make_policy
+from monitoring.drift.reference import Frozen, Reference
+from monitoring.drift.signals import (
+    GAP_BINS,
+    POSITION_BIN,
+    POSITION_BINS,
+    POSITION_EDGES,
+    SCORES,
+    SIGNALS,
+    gap_bin,
+)
+from stream.config import log_event
+from stream.events import Event
+from stream.sessions import Session
+
+log = logging.getLogger("streamrec.drift")
+
+_MAX_POS = len(POSITION_BIN) - 1
+_NAN = float("nan")
+
+
+class DriftMonitor:
+    """Live traffic against the training distribution, with calibrated thresholds and persistence.
+
+    Parameters
+    ----------
+    reference_events
+        Clicks in the reference, captured right after (re)training.
+    check_every
+        Clicks per live window; windows are tumbling, one check per window.
+    subblocks
+        Calibration cuts the reference into sub-blocks of ``check_every / subblocks`` clicks and
+        draws pseudo-windows of ``subblocks`` of them.
+    alpha
+        Target share of checks over the threshold under no drift (per signal).
+    persistence
+        Consecutive checks over the threshold before a signal counts as detected.
+    warmup
+        Clicks ignored at start-up, while the session store fills (not after a retrain).
+    top_items, top_categories
+        Bins of ``popularity`` and ``category`` (+ one "other" bin).
+    min_count
+        A window with fewer counts in a signal's bins is not scored.
+    replicates
+        Pseudo-windows drawn per calibration.
+    on_drift
+        ``"alert"``, ``"retrain"`` or a policy object (:mod:`monitoring.drift.policy`).
+    buffer_events
+        Size of the retrain buffer (``on_drift="retrain"``).
+    signals
+        Signals to run (default: all of :data:`~monitoring.drift.signals.SIGNALS`).
+    history
+        Checks kept for plots and reports (bounded).
+
+    Examples
+    --------
+    >>> from stream.synthetic import SyntheticStream
+    >>> from stream.core import ClickProcessor
+    >>> from stream.models import make_model
+    >>> m = DriftMonitor(reference_events=8_000, check_every=1_000, warmup=1_000, on_drift="alert")
+    >>> p = ClickProcessor(make_model("pop"), monitor=m)
+    >>> m.attach(p)
+    >>> for e in SyntheticStream(events=20_000, seed=1, scenario="new-catalog", drift_at=12_000):
+    ...     _ = p.process(e)
+    >>> m.retraining_due, 12_000 < m.due_events[0] <= 16_000, m.detections["new_items"][0] > 12_000
+    (True, True, True)
+    """
+
+    def __init__(
+        self,
+        reference_events: int = 50_000,
+        check_every: int = 1_000,
+        subblocks: int = 4,
+        alpha: float = 0.01,
+        persistence: int = 3,
+        warmup: int = 2_000,
+        top_items: int = 100,
+        top_categories: int = 50,
+        min_count: int = 100,
+        replicates: int = 1_000,
+        on_drift: str | AlertPolicy | RetrainPolicy = "alert",
+        buffer_events: int = 50_000,
+        signals: tuple[str, ...] = SIGNALS,
+        history: int = 100_000,
+        seed: int = 0,
+    ) -> None:
+        if check_every < subblocks or check_every % subblocks:
+            raise ValueError("check_every must be a positive multiple of subblocks")
+        if reference_events < 4 * check_every:
+            raise ValueError("reference_events must hold at least 4 windows of check_every clicks")
+        if not 0 < alpha < 1 or persistence < 1 or warmup < 0:
+            raise ValueError("0 < alpha < 1, persistence >= 1, warmup >= 0")
+        unknown = set(signals) - set(SIGNALS)
+        if unknown:
+            raise ValueError(f"unknown signals {sorted(unknown)}; choose from {', '.join(SIGNALS)}")
+        self.reference_events = reference_events
+        self.check_every = check_every
+        self.subblocks = subblocks
+        self.alpha = alpha
+        self.persistence = persistence
+        self.warmup = warmup
+        self.top_items = top_items
+        self.top_categories = top_categories
+        self.min_count = min_count
+        self.replicates = replicates
+        self.on_drift = on_drift
+        self.buffer_events = buffer_events
+        self.signals = tuple(signals)
+        self.history = history
+        self.seed = seed
+
+        self.policy = make_policy(on_drift, buffer_events) if isinstance(on_drift, str) else on_drift
+        self._buffer = self.policy.buffer
+        self.processor: Any = None
+        self.n = 0  # clicks observed
+        self.retrains = 0
+        self.retraining_due = False
+        self.due_events: list[int] = []
+        self.detections: dict[str, list[int]] = {s: [] for s in self.signals}
+        self.raw_detections: dict[str, int] = dict.fromkeys(self.signals, 0)
+        self.reasons: dict[str, str] = {}  # the latest reason per signal
+        self.alarms: deque[dict[str, Any]] = deque(maxlen=1_000)  # every persisted detection, with why
+        self.due_reason = ""
+        self.checks: deque[tuple[int, tuple[float, ...], tuple[float, ...], float]] = deque(maxlen=history)
+        self.score: dict[str, float] = dict.fromkeys(self.signals, _NAN)
+        self.threshold: dict[str, float] = dict.fromkeys(self.signals, _NAN)
+        self.detected: dict[str, bool] = dict.fromkeys(self.signals, False)
+        self.calibration: dict[str, Calibration] = {}
+        self._streak: dict[str, int] = dict.fromkeys(self.signals, 0)
+        self._last_ts: dict[int, float] = {}
+        self._cat_ids: dict[str, int] = {}
+        self._max_cats = 10_000
+        self._frozen: Frozen | None = None
+        self._ref: Reference | None = None
+        self._ref_started = 0
+        self._live = False
+        self._next_check = 0
+        self._start_capture_at = warmup
+        self._vocab_before = 0
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def attach(self, processor: Any) -> None:
+        """Give the monitor the :class:`~stream.core.ClickProcessor` (for retrains and item names)."""
+        self.processor = processor
+
+    @property
+    def reference_size(self) -> int:
+        """Clicks in the current reference (growing while it is captured)."""
+        if self._frozen is not None:
+            return self._frozen.events
+        return self._ref.n if self._ref is not None else 0
+
+    @property
+    def active(self) -> tuple[str, ...]:
+        """Signals with a calibrated threshold (``category`` needs events that carry one)."""
+        return tuple(s for s in self.signals if s in self.calibration)
+
+    # -- the per-click path -------------------------------------------------------------------
+
+    def observe(self, event: Event, item: int, new_item: bool, session: Session, rr: float | None) -> None:
+        n = self.n = self.n + 1
+        key = session.key
+        ts = event.timestamp
+        last_ts = self._last_ts
+        last = last_ts.get(key)
+        last_ts[key] = ts
+        g = -1 if last is None else gap_bin(ts - last)
+        c = session.clicks
+        pos = POSITION_BIN[c if c < _MAX_POS else _MAX_POS]
+        cat = event.category
+        cid = -1
+        if cat is not None:
+            cid = self._cat_ids.get(cat, -1)
+            if cid < 0:
+                cid = len(self._cat_ids)
+                if cid < self._max_cats:
+                    self._cat_ids[cat] = cid
+                else:
+                    cid = self._max_cats  # one shared id past the cap
+        hit = -1 if rr is None else (1 if rr > 0.0 else 0)
+        buf = self._buffer
+        if buf is not None:
+            buf.append((key, item, ts))
+        if self._live:
+            self._pop[self._item_bucket[item] if 0 <= item < self._n_item_bucket else self._pop_other] += 1
+            self._unseen[1 if item < 0 or item >= self._vocab else 0] += 1
+            self._pos[pos] += 1
+            if g >= 0:
+                self._gap[g] += 1
+            if cid >= 0:
+                self._cat[self._cat_bucket[cid] if cid < self._n_cat_bucket else self._cat_other] += 1
+            if hit >= 0:
+                self._perf[hit] += 1
+            if n >= self._next_check:
+                self._check()
+        elif self._ref is not None:
+            self._ref.capture(item, pos, g, cid, hit)
+            if self._ref.n >= self._ref.size:
+                self._freeze()
+        elif n >= self._start_capture_at:
+            self._ref = Reference(self.reference_events, self._vocab_before)
+            self._ref_started = n
+
+    def session_ended(self, session: Session) -> None:
+        self._last_ts.pop(session.key, None)
+
+    # -- reference and calibration ------------------------------------------------------------
+
+    def _freeze(self) -> None:
+        ref = self._ref
+        assert ref is not None
+        block = self.check_every // self.subblocks
+        frozen = ref.freeze(block, self.top_items, self.top_categories)
+        self._frozen = frozen
+        self._ref = None
+        self.calibration = {}
+        self._ref_totals: dict[str, np.ndarray] = {}
+        for s in self.signals:
+            blocks = frozen.blocks.get(s)
+            if blocks is None:
+                continue
+            fn, _, floor = SCORES[s]
+            cal = calibrate(blocks, fn, self.subblocks, self.alpha, floor, self.replicates,
+                            seed=self.seed + self.retrains)
+            if cal is None:
+                continue
+            self.calibration[s] = cal
+            self.threshold[s] = cal.threshold
+            self._ref_totals[s] = blocks.sum(axis=0)
+        self._item_bucket = frozen.item_bucket
+        self._n_item_bucket = len(frozen.item_bucket)
+        self._pop_other = len(frozen.top_items)
+        self._vocab = frozen.vocab
+        self._cat_bucket = frozen.cat_bucket
+        self._n_cat_bucket = len(frozen.cat_bucket)
+        self._cat_other = len(frozen.top_cats)
+        self._reset_window()
+        self._live = True
+        self._next_check = self.n + self.check_every
+        log_event(log, "drift reference captured", event=self.n, reference_events=frozen.events,
+                  thresholds={s: round(c.threshold, 4) for s, c in self.calibration.items()})
+
+    def _reset_window(self) -> None:
+        self._pop = [0] * (self._pop_other + 1)
+        self._unseen = [0, 0]
+        self._pos = [0] * POSITION_BINS
+        self._gap = [0] * GAP_BINS
+        self._cat = [0] * (self._cat_other + 1)
+        self._perf = [0, 0]
+
+    def retrained(self, vocab_before: int = 0) -> None:
+        """Called by the retrain policy after the swap: count it and capture a new reference."""
+        self.retrains += 1
+        self.retraining_due = False
+        self._live = False
+        self._frozen = None
+        self._vocab_before = max(self._vocab_before, vocab_before)
+        self._ref = Reference(self.reference_events, self._vocab_before)
+        self._ref_started = self.n
+        for s in self.signals:
+            self._streak[s] = 0
+            self.detected[s] = False
+            self.score[s] = _NAN
+
+    # -- checks --------------------------------------------------------------------------------
+
+    def _window(self, s: str) -> list[int]:
+        return {"popularity": self._pop, "new_items": self._unseen, "session_length": self._pos,
+                "inter_click_gap": self._gap, "category": self._cat, "performance": self._perf}[s]
+
+    def _check(self) -> None:
+        n = self.n
+        self._next_check = n + self.check_every
+        fired: list[str] = []
+        for s in self.signals:
+            cal = self.calibration.get(s)
+            if cal is None:
+                continue
+            live = np.asarray(self._window(s), dtype=np.float64)
+            ref = self._ref_totals[s]
+            score = float(SCORES[s][0](ref, live)) if live.sum() >= self.min_count else _NAN
+            self.score[s] = score
+            if score > cal.threshold:
+                self.raw_detections[s] += 1
+                self._streak[s] += 1
+                if self._streak[s] >= self.persistence and not self.detected[s]:
+                    self.detected[s] = True
+                    self.detections[s].append(n)
+                    self.reasons[s] = self._why(s, ref, live, score, cal.threshold)
+                    self.alarms.append({"event": n, "signal": s, "reason": self.reasons[s]})
+                    log_event(log, f"drift detected on {s}", logging.WARNING, event=n, signal=s,
+                              score=round(score, 4), threshold=round(cal.threshold, 4), reason=self.reasons[s])
+                    fired.append(s)
+            else:
+                self._streak[s] = 0
+                self.detected[s] = False
+        hits = self._perf
+        hr = hits[1] / (hits[0] + hits[1]) if hits[0] + hits[1] else _NAN
+        self.checks.append((n, tuple(self.score[s] for s in self.signals),
+                            tuple(self.threshold[s] for s in self.signals), hr))
+        self._reset_window()
+        if fired and not self.retraining_due:
+            self.retraining_due = True
+            self.due_events.append(n)
+            self.due_reason = "; ".join(self.reasons[s] for s in fired)
+            log_event(log, "retraining due", logging.WARNING, event=n, signals=",".join(fired),
+                      policy=self.policy.name, reason=self.due_reason)
+            self.policy.on_due(self)
+
+    def _why(self, s: str, ref: np.ndarray, live: np.ndarray, score: float, threshold: float) -> str:
+        desc = SCORES[s][1]
+        head = f"{s}: {desc} {score:.4f} > threshold {threshold:.4f} for {self.persistence} checks"
+        p = ref / ref.sum()
+        q = live / live.sum()
+        if s in ("popularity", "category"):
+            b = int(np.argmax(np.abs(p - q)))
+            tops = self._frozen.top_items if s == "popularity" else self._frozen.top_cats  # type: ignore[union-attr]
+            if b >= len(tops):
+                what = "'other'"
+            elif s == "popularity" and self.processor is not None:
+                what = f"item {self.processor.items.name(tops[b])!r}"
+            elif s == "category":
+                names = {v: k for k, v in self._cat_ids.items()}
+                what = f"category {names.get(tops[b], tops[b])!r}"
+            else:
+                what = f"item #{tops[b]}"
+            return f"{head}; largest change {what} {p[b]:.2%} -> {q[b]:.2%}"
+        if s == "new_items":
+            return f"{head}; unseen-item share {q[1]:.2%} (reference {p[1]:.2%})"
+        if s == "performance":
+            return f"{head}; hit rate {q[1]:.3f} (reference {p[1]:.3f})"
+        b = int(np.argmax(np.abs(np.cumsum(p) - np.cumsum(q))))
+        if s == "session_length":
+            edge = POSITION_EDGES[b] if b < len(POSITION_EDGES) else math.inf
+            return f"{head}; share of clicks at position <= {edge}: {np.cumsum(p)[b]:.2%} -> {np.cumsum(q)[b]:.2%}"
+        return f"{head}; CDF differs most at gap bin {b}: {np.cumsum(p)[b]:.2%} -> {np.cumsum(q)[b]:.2%}"
+
+    # -- export --------------------------------------------------------------------------------
+
+    def collector(self) -> Any:
+        """A ``prometheus_client`` collector of this monitor (register it on a registry)."""
+        from monitoring.drift.exporter import DriftCollector
+
+        return DriftCollector(self)
+
+    def summary(self) -> dict[str, Any]:
+        """What the monitor concluded, JSON-ready."""
+        return {
+            "retraining_due_at": self.due_events[0] if self.due_events else None,
+            "retraining_due_events": list(self.due_events),
+            "detections": {s: list(v) for s, v in self.detections.items()},
+            "raw_detections": dict(self.raw_detections),
+            "retrains": self.retrains,
+            "alarms": list(self.alarms),
+            "thresholds": {s: round(c.threshold, 5) for s, c in self.calibration.items()},
+        }
