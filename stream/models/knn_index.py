@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from itertools import chain
 
 import numpy as np
 
@@ -84,12 +83,19 @@ class SessionIndex:
         # sessions
         self._slot: dict[int, int] = {}
         self._keys: list[int] = []
-        self._items: list[dict[int, int]] = []
+        self._items: list[dict[int, int]] = []  # item -> index in the session's segment
         self._clicks: list[int] = []
         self._free: list[int] = []
         self._lru: OrderedDict[int, None] = OrderedDict()
         self.time = np.zeros(1024, dtype=np.float64)
         self.n_unique = np.zeros(1024, dtype=np.int64)
+        self._scratch = np.zeros(1024, dtype=np.int64)  # slot -> compact candidate id
+        # segmented store: slot s owns flat[:, start[s] : start[s] + capa[s]], n_unique[s] used
+        self._start = np.zeros(1024, dtype=np.int64)
+        self._capa = np.zeros(1024, dtype=np.int64)
+        self._flat = np.zeros((2, 4096), dtype=np.int64)  # rows: item, last click position
+        self._tail = 0
+        self._garbage = 0
         # items
         self._post: list[np.ndarray | None] = []
         self._plen: list[int] = []
@@ -115,11 +121,17 @@ class SessionIndex:
         c = self._clicks[slot] + 1
         self._clicks[slot] = c
         d = self._items[slot]
-        if item in d:
-            d[item] = c
-        elif len(d) < self.max_session_items:
-            d[item] = c
-            self.n_unique[slot] += 1
+        j = d.get(item)
+        if j is not None:
+            self._flat[1, self._start[slot] + j] = c
+        elif (j := len(d)) < self.max_session_items:
+            d[item] = j
+            if j == self._capa[slot]:
+                self._relocate(slot, j)
+            at = self._start[slot] + j
+            self._flat[0, at] = item
+            self._flat[1, at] = c
+            self.n_unique[slot] = j + 1
             self._post_append(item, slot)
         if item >= len(self.events):
             self.events = _grow(self.events, item + 1)
@@ -143,8 +155,12 @@ class SessionIndex:
             if slot >= len(self.time):
                 self.time = _grow(self.time, slot + 1)
                 self.n_unique = _grow(self.n_unique, slot + 1)
+                self._scratch = _grow(self._scratch, slot + 1)
+                self._start = _grow(self._start, slot + 1)
+                self._capa = _grow(self._capa, slot + 1)
         self.time[slot] = -np.inf
         self.n_unique[slot] = 0
+        self._capa[slot] = 0
         self._slot[session] = slot
         self._lru[slot] = None
         return slot
@@ -164,9 +180,47 @@ class SessionIndex:
         self._keys[slot] = -1
         self._items[slot] = {}
         self._clicks[slot] = 0
+        self._garbage += int(self._capa[slot])
+        self._capa[slot] = 0
         self.n_unique[slot] = 0
         self.time[slot] = -np.inf
         self._free.append(slot)
+
+    def _relocate(self, slot: int, n: int) -> None:
+        """Move a full segment to the tail with twice the room (compacting the store if needed)."""
+        new_capa = min(max(4, 2 * n), self.max_session_items)
+        if self._tail + new_capa > self._flat.shape[1]:
+            self._compact(new_capa)
+        start, tail = int(self._start[slot]), self._tail
+        if n:
+            self._flat[:, tail : tail + n] = self._flat[:, start : start + n]
+        self._garbage += int(self._capa[slot])
+        self._start[slot] = tail
+        self._capa[slot] = new_capa
+        self._tail = tail + new_capa
+
+    def _compact(self, extra: int) -> None:
+        """Drop dead segments (amortised O(1) per click: runs when the store is full)."""
+        live = np.flatnonzero(self._capa[: len(self._keys)])
+        capa = self._capa[live]
+        used = int(capa.sum())
+        size = max(2 * (used + extra), 4096)
+        flat = np.zeros((2, size), dtype=np.int64)
+        if live.size:
+            new_start = np.zeros(live.size, dtype=np.int64)
+            np.cumsum(capa[:-1], out=new_start[1:])
+            n = self.n_unique[live]
+            total = int(n.sum())
+            offs = np.zeros(live.size, dtype=np.int64)
+            np.cumsum(n[:-1], out=offs[1:])
+            ar = np.arange(total)
+            src = np.repeat(self._start[live] - offs, n) + ar
+            dst = np.repeat(new_start - offs, n) + ar
+            flat[:, dst] = self._flat[:, src]
+            self._start[live] = new_start
+        self._flat = flat
+        self._tail = used
+        self._garbage = 0
 
     def _post_append(self, item: int, slot: int) -> None:
         post, plen = self._post, self._plen
@@ -204,7 +258,10 @@ class SessionIndex:
     def session_items(self, session: int) -> dict[int, int]:
         """``item -> last click position`` of ``session`` (a copy; empty if unknown)."""
         slot = self._slot.get(session)
-        return {} if slot is None else dict(self._items[slot])
+        if slot is None:
+            return {}
+        start = self._start[slot]
+        return {i: int(self._flat[1, start + j]) for i, j in self._items[slot].items()}
 
     def n_items(self) -> int:
         """One more than the largest item int seen (the size of per-item arrays)."""
@@ -215,7 +272,7 @@ class SessionIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sessions sharing an item with ``items`` and their (weighted) overlap.
 
-        Returns ``(slots, overlap)`` with ``slots`` ascending, ``overlap[j] = sum of weights of the
+        Returns ``(slots, overlap)``, ``overlap[j] = sum of weights of the
         items shared with slot j`` (the number of shared items if ``weights`` is None); slot
         ``exclude`` is left out.
         """
@@ -229,15 +286,29 @@ class SessionIndex:
                 lens.append(j)
         if not parts:
             return _EMPTY_I, _EMPTY_F
-        cand = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        counts = np.bincount(cand)
-        if exclude >= 0 and exclude < counts.size:
-            counts[exclude] = 0
-        slots = np.flatnonzero(counts)
+        if len(parts) == 1:  # one posting list holds each session once: no dedupe needed
+            slots = parts[0]
+            if exclude >= 0:
+                slots = slots[slots != exclude]
+            w = 1.0 if weights is None else float(weights[lens[0]])
+            return slots.astype(np.int64), np.full(slots.size, w)
+        cand = np.concatenate(parts)
+        # distinct candidates in O(len(cand)): the last write of a repeated index wins
+        scratch = self._scratch
+        ar = np.arange(cand.size)
+        scratch[cand] = ar
+        slots = cand[scratch[cand] == ar]
+        scratch[slots] = np.arange(slots.size)
+        inv = scratch[cand]
         if weights is None:
-            return slots, counts[slots].astype(np.float64)
-        w = np.repeat(weights[lens], [p.size for p in parts])
-        return slots, np.bincount(cand, weights=w)[slots]
+            ov = np.bincount(inv, minlength=slots.size).astype(np.float64)
+        else:
+            w = np.repeat(weights[lens], [p.size for p in parts])
+            ov = np.bincount(inv, weights=w, minlength=slots.size)
+        if exclude >= 0:
+            keep = slots != exclude
+            return slots[keep], ov[keep]
+        return slots, ov
 
     def recent(self, slots: np.ndarray, values: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``m`` most recently active of ``slots`` (with their ``values``); all if fewer."""
@@ -249,12 +320,11 @@ class SessionIndex:
 
     def gather(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flatten the sessions ``slots``: ``(items, last_positions, lengths)``."""
-        ds = [self._items[s] for s in slots.tolist()]
         lens = self.n_unique[slots]
-        total = int(lens.sum())
-        items = np.fromiter(chain.from_iterable(ds), dtype=np.int64, count=total)
-        pos = np.fromiter(chain.from_iterable(d.values() for d in ds), dtype=np.float64, count=total)
-        return items, pos, lens
+        ends = np.cumsum(lens)
+        idx = np.arange(int(ends[-1])) + np.repeat(self._start[slots] + lens - ends, lens)
+        flat = self._flat[:, idx]
+        return flat[0], flat[1], lens
 
     def idf(self, items: np.ndarray) -> np.ndarray:
         """``ln(#sessions seen / #events of item)`` (session-rec quirk Q3), 0 for unseen items."""
@@ -386,9 +456,16 @@ class KNNModel(SessionModel):
         if not pos.all():
             slots, sims = slots[pos], sims[pos]
         k = self.k
-        if slots.size > k:
-            sel = np.argpartition(-sims, k - 1)[:k]
-            slots, sims = slots[sel], sims[sel]
+        if slots.size > k:  # top k; ties at the k-th similarity go to the more recent sessions
+            thr = np.partition(sims, slots.size - k)[slots.size - k]
+            above = sims > thr
+            need = k - int(np.count_nonzero(above))
+            eq = np.flatnonzero(sims == thr)
+            if eq.size > need:
+                t = self.index.time[slots[eq]]
+                eq = eq[np.argpartition(-t, need - 1)[:need]]
+            above[eq] = True
+            slots, sims = slots[above], sims[above]
         return slots, sims
 
     def scores(
