@@ -1,0 +1,304 @@
+"""Session-kNN family: hand-computed scores (with the session-rec quirks kept), memory caps,
+session exclusion, fallback, and a real-data replay of yoochoose-100k."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.models import make_model
+from stream.models.knn_index import SessionIndex
+from stream.models.sknn import SKNN
+from stream.models.stan import STAN
+from stream.models.vsknn import VSKNN
+from stream.models.vstan import VSTAN
+
+DAY = 86_400.0
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "yoochoose-100k"
+
+
+def feed(model, clicks):
+    for s, i, t in clicks:
+        model.learn_one(s, i, t, [])
+    return model
+
+
+def approx(d: dict[int, float]) -> dict[int, float]:
+    return {k: pytest.approx(v, rel=1e-9) for k, v in d.items()}
+
+
+# Two past sessions: 1 = [10, 11, 12], 2 = [11, 13]; the query session is [11] or [12, 11].
+PAST = [(1, 10, 0.0), (1, 11, 1.0), (1, 12, 2.0), (2, 11, 3.0), (2, 13, 4.0)]
+
+
+# -- SKNN ------------------------------------------------------------------------------------
+
+
+def test_sknn_jaccard_scores():
+    m = feed(SKNN(k=10), PAST)
+    # s = {12, 11}: n1 = {10, 11, 12}: 2 / 3; n2 = {11, 13}: 1 / 3
+    assert m.scores([12, 11], 9.0) == approx({10: 2 / 3, 11: 1.0, 12: 2 / 3, 13: 1 / 3})
+    assert m.recommend([12, 11], 9.0, k=2) == [11, 10]  # tie 10 / 12 -> smaller int first
+
+
+def test_sknn_cosine_is_true_cosine_times_session_length_q1():
+    m = feed(SKNN(k=10, similarity="cosine"), PAST)
+    s = {12, 11}
+    true_cos = {1: 2 / math.sqrt(3 * 2), 2: 1 / math.sqrt(2 * 2)}
+    q1 = {n: c * len(s) for n, c in true_cos.items()}  # session-rec: li / sqrt(la) * sqrt(lb)
+    assert dict(m.neighbours([12, 11], 9.0)) == approx(q1)
+    assert m.scores([12, 11], 9.0)[13] == pytest.approx(q1[2])
+
+
+def test_sknn_remind_boosts_last_three_clicks():
+    m = feed(SKNN(k=10, remind=True), PAST)
+    plain = feed(SKNN(k=10), PAST).scores([12, 11], 9.0)
+    got = m.scores([12, 11], 9.0)
+    assert got[12] == pytest.approx((plain[12] + 5) * 5 + 1 / 100)
+    assert got[11] == pytest.approx((plain[11] + 5) * 5 + 2 / 100)
+    assert got[10] == pytest.approx(plain[10])
+
+
+# -- V-SKNN ----------------------------------------------------------------------------------
+
+
+def test_vsknn_vec_div_scores():
+    m = feed(VSKNN(k=10), PAST)
+    # s = [12, 11]: w(12) = 1/2, w(11) = 2/2; vec divides by |set(s)| = 2
+    # n1 shares {11, 12}: sim 0.75, last match = 11 (step 1); n2 shares {11}: sim 0.5, step 1
+    assert m.scores([12, 11], 9.0) == approx({10: 0.75, 11: 1.25, 12: 0.75, 13: 0.5})
+
+
+def test_vsknn_step_decay_and_remind_false():
+    m = feed(VSKNN(k=10, remind=False, weighting_score="quadratic"), PAST)
+    # s = [13, 10]: n1 shares {10} at step 1 (sim 1/2); n2 shares {13} at step 2 (sim 1/4, decay 1/4)
+    assert m.scores([13, 10], 9.0) == approx({11: 0.5 + 1 / 16, 12: 0.5})
+    assert m.recommend([13, 10], 9.0, k=3)[:2] == [11, 12]
+
+
+def test_vsknn_idf_counts_events_q3():
+    clicks = PAST + [(3, 13, 5.0), (3, 13, 6.0)]  # 13 clicked 3 times in 2 sessions
+    m = feed(VSKNN(k=10, idf_weighting=2), clicks)
+    idf13 = math.log(3 / 3)  # 3 sessions / 3 events (not / 2 sessions)
+    idf10 = math.log(3 / 1)
+    assert m.index.idf(np.array([13, 10])).tolist() == pytest.approx([idf13, idf10])
+    plain = feed(VSKNN(k=10), clicks).scores([11], 9.0)
+    got = m.scores([11], 9.0)
+    assert got[10] == pytest.approx(plain[10] * (1 + 2 * idf10))
+
+
+def test_vsknn_linear_weighting_quirk_uses_position():
+    from stream.models.vsknn import position_weight
+
+    # session-rec: 1 - 0.1 (L - p) if p <= 10 else 0 -- the last click of a long session weighs 0
+    w = position_weight("linear", np.arange(1.0, 13.0), 12)
+    assert w[-1] == 0.0 and w[9] == pytest.approx(0.8)
+
+
+# -- STAN / VSTAN ----------------------------------------------------------------------------
+
+
+def test_stan_scores_by_hand():
+    m = feed(STAN(k=10, lambda_snh=None), PAST)
+    # s = [11]: w1 = 1, norm 1; sim(n1) = 1/sqrt(3), sim(n2) = 1/sqrt(2)
+    s1, s2 = 1 / math.sqrt(3), 1 / math.sqrt(2)
+    e = math.exp(-1 / 2.05)
+    # n1 = [10, 11, 12], i* = 11 at 2: 10 and 12 are 1 away; n2 = [11, 13]: 13 is 1 away
+    assert m.scores([11], 9.0) == approx({10: s1 * e, 11: s1 + s2, 12: s1 * e, 13: s2 * e})
+
+
+def test_stan_snh_is_in_days_q4():
+    m = feed(STAN(k=10, lambda_snh=1, lambda_inh=None), [(1, 10, 0.0), (1, 11, 0.0), (2, 11, DAY)])
+    nb = dict(m.neighbours([11], 2 * DAY))
+    # neighbour 1 ended 2 days before "now", neighbour 2 one day: factors e^-2 and e^-1
+    assert nb[1] / (1 / math.sqrt(2)) == pytest.approx(math.exp(-2))
+    assert nb[2] == pytest.approx(math.exp(-1))
+
+
+def test_stan_repeated_click_takes_last_position():
+    m = feed(STAN(k=10, lambda_snh=None, lambda_inh=None), PAST)
+    # s = [11, 12, 11], L = 3: w1(11) = exp(0) (last position 3), w1(12) = exp(-1/1.02)
+    w11, w12 = 1.0, math.exp(-1 / 1.02)
+    norm = math.sqrt(w11**2 + w12**2)
+    assert dict(m.neighbours([11, 12, 11], 9.0))[1] == pytest.approx((w11 + w12) / (norm * math.sqrt(3)))
+
+
+def test_vstan_ipw_idf_and_similarity_ignored_q2():
+    m = feed(VSTAN(k=10, lambda_snh=None, lambda_inh=None), PAST)
+    # s = [13, 10]: n1 matches 10 at position 2 (ipw 1), n2 matches 13 at position 1
+    w13, w10 = math.exp(-1 / 1.02), 1.0
+    norm = math.sqrt(w13**2 + w10**2)
+    s1, s2 = w10 / (norm * math.sqrt(3)), w13 / (norm * math.sqrt(2))
+    ipw2 = math.exp((1 - 2) / 1.02)
+    idf = {i: math.log(2 / 1) for i in (10, 12, 13)} | {11: math.log(2 / 2)}
+    want = {10: s1, 11: s1 + s2 * ipw2, 12: s1, 13: s2 * ipw2}
+    want[11] = s1 * (1 + 5 * idf[11]) + s2 * ipw2 * (1 + 5 * idf[11])
+    want = {i: (v if i == 11 else v * (1 + 5 * idf[i])) for i, v in want.items()}
+    assert m.scores([13, 10], 9.0) == approx(want)
+    other = feed(VSTAN(k=10, lambda_snh=None, lambda_inh=None, similarity="vec"), PAST)
+    assert other.scores([13, 10], 9.0) == approx(want)
+
+
+# -- shared behaviour ------------------------------------------------------------------------
+
+ALL = [SKNN, VSKNN, STAN, VSTAN]
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_session_excluded_from_its_own_neighbours(cls):
+    m = feed(cls(k=10), PAST + [(7, 11, 5.0), (7, 12, 6.0)])
+    assert 7 in dict(m.neighbours([11, 12], 9.0))
+    assert 7 not in dict(m.neighbours([11, 12], 9.0, session=7))
+    assert set(dict(m.neighbours([11, 12], 9.0, session=7))) == {1, 2}
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_k_and_sample_size_limit_neighbours(cls):
+    clicks = [(s, 1, float(s)) for s in range(20)] + [(s, 100 + s, float(s)) for s in range(20)]
+    m = feed(cls(k=3, sample_size=5), clicks)
+    nb = dict(m.neighbours([1], 99.0))
+    assert len(nb) == 3 and set(nb) <= set(range(15, 20))  # the 5 most recent, then top 3
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_fallback_to_popular_items_after_knn_items(cls):
+    m = feed(cls(k=10), PAST + [(5, 50, 7.0), (6, 50, 8.0), (6, 51, 8.5)])
+    recs = m.recommend([999], 9.0, k=3)  # unknown item: no neighbours
+    assert recs == [11, 50, 10]  # popularity order (11 and 50 twice; ties by first seen)
+    recs = m.recommend([12], 9.0, k=6)
+    knn = set(m.scores([12], 9.0))
+    assert set(recs[: len(knn)]) == knn and recs[len(knn)] == 50
+    assert m.recommend([], 9.0, k=2) == [11, 50]
+
+
+def test_remind_false_fallback_skips_session_items():
+    m = feed(VSKNN(k=10, remind=False), PAST)
+    assert 11 not in m.recommend([999, 11], 9.0, k=5)
+
+
+@pytest.mark.parametrize("name", ["sknn", "vsknn", "stan", "vstan"])
+def test_registry_params_and_clone(name):
+    m = make_model(name, k=50, sample_size=200)
+    assert m.params()["k"] == 50 and m.clone().params() == m.params()
+    with pytest.raises(ValueError):
+        make_model(name, sampling="random")
+
+
+# -- bounded memory --------------------------------------------------------------------------
+
+
+def test_max_sessions_evicts_least_recent_and_its_postings():
+    ix = SessionIndex(max_sessions=2)
+    for s, i, t in [(1, 10, 0.0), (2, 10, 1.0), (1, 11, 2.0), (3, 10, 3.0)]:
+        ix.add(s, i, t)
+    assert len(ix) == 2 and ix.slot_of(2) == -1  # 2 was least recently active
+    slots, _ = ix.overlap(np.array([10, 11]), None, -1)
+    assert sorted(ix.key(s) for s in slots.tolist()) == [1, 3]
+
+
+def test_max_session_items_and_max_item_sessions():
+    ix = SessionIndex(max_session_items=3, max_item_sessions=4)
+    for t, i in enumerate([1, 2, 1, 3, 4, 5, 2]):
+        ix.add(0, i, float(t))
+    assert ix.session_items(0) == {1: 3, 2: 7, 3: 4}  # 4 and 5 ignored, positions count clicks
+    for s in range(1, 50):
+        ix.add(s, 9, float(s))
+    assert ix._plen[9] <= 8  # posting list at most 2 * max_item_sessions
+    slots, _ = ix.overlap(np.array([9]), None, -1)
+    assert {ix.key(s) for s in slots.tolist()} >= {46, 47, 48, 49}  # the most recent are kept
+
+
+def test_index_stays_consistent_under_random_stream():
+    """Eviction, slot reuse, segment relocation and compaction against a brute-force model."""
+    rng = random.Random(1)
+    ix = SessionIndex(max_sessions=30, max_session_items=6, max_item_sessions=1000)
+    truth: dict[int, dict[int, int]] = {}
+    clicks: dict[int, int] = {}
+    order: list[int] = []
+    for t in range(5000):
+        s = rng.randrange(200) if rng.random() < 0.3 else (order[-1] if order else 0)
+        i = rng.randrange(40)
+        ix.add(s, i, float(t))
+        if s in order:
+            order.remove(s)
+        order.append(s)
+        if s not in truth:
+            truth[s], clicks[s] = {}, 0
+        clicks[s] += 1
+        if i in truth[s] or len(truth[s]) < 6:
+            truth[s][i] = clicks[s]
+        while len(order) > 30:
+            gone = order.pop(0)
+            del truth[gone], clicks[gone]
+    assert len(ix) == len(truth)
+    for s, items in truth.items():
+        assert ix.session_items(s) == items
+    for i in range(40):
+        slots, cnt = ix.overlap(np.array([i]), None, -1)
+        assert sorted(ix.key(x) for x in slots.tolist()) == sorted(s for s in truth if i in truth[s])
+
+
+# -- real data -------------------------------------------------------------------------------
+
+
+def _read(path: Path):
+    with path.open() as f:
+        next(f)
+        for line in f:
+            s, i, t = line.split("\t")
+            yield int(s), int(i), float(t)
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} is absent")
+@pytest.mark.parametrize(
+    "name,params,floor",
+    [
+        ("sknn", {"k": 100, "sample_size": 500, "similarity": "cosine"}, 0.60),
+        (
+            "vsknn",
+            {
+                "k": 100,
+                "sample_size": 500,
+                "weighting": "quadratic",
+                "weighting_score": "quadratic",
+                "idf_weighting": 1,
+            },
+            0.63,
+        ),
+        ("stan", {"k": 100, "sample_size": 5000}, 0.63),
+        ("vstan", {"k": 100, "sample_size": 5000}, 0.63),
+    ],
+)
+def test_yoochoose_replay_hit_rate(name, params, floor):
+    """Static protocol on a slice: fit on train_full, score the first 2000 test positions;
+    then keep learning the test clicks (streaming) and check the session's own entry is excluded."""
+    ids: dict[int, int] = {}
+    m = make_model(name, **params)
+    for s, i, t in _read(DATA / "yoochoose-clicks-100k_train_full.txt"):
+        m.learn_one(s, ids.setdefault(i, len(ids)), t, [])
+    hits = n = 0
+    prev, hist = None, []
+    stream_hits = 0
+    for s, i, t in _read(DATA / "yoochoose-clicks-100k_test.txt"):
+        it = ids.setdefault(i, len(ids))
+        if s != prev:
+            prev, hist = s, []
+        elif n < 2000:
+            n += 1
+            hits += it in m.recommend(hist, t, 20)
+        else:
+            break
+        hist.append(it)
+    assert hits / n >= floor
+    # streaming: learn the test clicks; a live session must not be its own neighbour
+    for s, i, t in list(_read(DATA / "yoochoose-clicks-100k_test.txt"))[:3000]:
+        it = ids[i]
+        sk = 1_000_000 + s
+        m.learn_one(sk, it, t, [])
+        if m.index.session_items(sk) and sk in dict(m.neighbours([it], t, session=sk)):
+            stream_hits += 1
+    assert stream_hits == 0
