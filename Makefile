@@ -1,0 +1,54 @@
+# streamrec: `make demo` runs the main job end to end; `make test` runs the whole suite.
+# Both create .venv and install what they need on a fresh machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-test
+
+.PHONY: demo test install install-test prometheus lint clean help
+
+help:
+	@echo "make demo   - create .venv, install, run the pipeline on the embedded broker, print a summary"
+	@echo "make test   - install test needs (incl. Prometheus/promtool when possible) and run the suite"
+	@echo "make lint   - ruff"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(TSTAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP) $@
+
+install: $(STAMP)
+install-test: $(TSTAMP)
+
+demo: $(STAMP)
+	$(BIN)/streamrec demo
+
+# Prometheus and promtool come from Debian's `prometheus` package; install it when missing and we can.
+prometheus:
+	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then \
+		echo "prometheus: $$(prometheus --version 2>&1 | head -1)"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's prometheus package (prometheus + promtool)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+			|| echo "WARNING: could not install prometheus; its tests will be skipped"; \
+	else \
+		echo "WARNING: prometheus/promtool missing and cannot be installed here; their tests will be skipped"; \
+	fi
+
+test: $(TSTAMP) prometheus
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(TSTAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

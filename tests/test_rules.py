@@ -1,0 +1,80 @@
+"""SR / AR / Markov counts against hand-computed examples (session-rec's definitions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.models import make_model
+from stream.models.rules import AssociationRules, MarkovChain, SequentialRules
+
+
+def feed(model, sessions: list[list[int]]) -> None:
+    t = 0.0
+    for key, items in enumerate(sessions):
+        for pos, item in enumerate(items):
+            model.learn_one(key, item, t, items[:pos])
+            t += 1.0
+
+
+def test_sr_div_weights_by_hand() -> None:
+    # session A B C A, steps=10, div: C<-B 1, C<-A 1/2; A<-C 1, A<-B 1/2, A<-A 1/3
+    m = SequentialRules(steps=10, weighting="div", pruning=0)
+    feed(m, [[1, 2, 3, 1]])
+    assert m.rules == {
+        1: {2: 1.0, 3: 0.5, 1: pytest.approx(1 / 3)},
+        2: {3: 1.0, 1: 0.5},
+        3: {1: 1.0},
+    }
+    # max-normalised scores of the last item's partners (session-rec divides by the max)
+    assert m.scores(1) == {2: 1.0, 3: 0.5, 1: pytest.approx(1 / 3)}
+
+
+def test_sr_steps_limit_and_weightings() -> None:
+    m = SequentialRules(steps=2, weighting="quadratic")
+    feed(m, [[1, 2, 3, 4]])
+    assert m.rules[1] == {2: 1.0, 3: 0.25}  # 4 is three steps after 1: not counted
+    lin = SequentialRules(steps=3, weighting="linear")
+    feed(lin, [[1, 2, 3, 4]])
+    assert lin.rules[1] == {2: pytest.approx(0.9), 3: pytest.approx(0.8), 4: pytest.approx(0.7)}
+
+
+def test_sr_accumulates_over_sessions_and_prunes() -> None:
+    m = SequentialRules(steps=1, pruning=2, fallback=False)
+    feed(m, [[1, 2], [1, 2], [1, 3], [1, 4], [1, 4], [1, 4]])
+    assert m.rules[1] == {2: 2.0, 3: 1.0, 4: 3.0}
+    assert m.ranked(1) == [4, 2]  # pruned to the 2 heaviest
+    assert m.recommend([1], 0.0, k=20) == [4, 2]
+
+
+def test_ar_counts_pairs_both_ways() -> None:
+    m = AssociationRules(pruning=0)
+    feed(m, [[1, 2, 3]])
+    assert m.rules == {1: {2: 1.0, 3: 1.0}, 2: {1: 1.0, 3: 1.0}, 3: {1: 1.0, 2: 1.0}}
+
+
+def test_markov_counts_successors() -> None:
+    m = MarkovChain(pruning=0)
+    feed(m, [[1, 2, 1, 2], [2, 3]])
+    assert m.rules == {1: {2: 2.0}, 2: {1: 1.0, 3: 1.0}}
+
+
+def test_unknown_last_item_falls_back_to_popularity() -> None:
+    m = make_model("sr")
+    feed(m, [[1, 2], [2, 3], [2]])
+    assert m.recommend([99], 0.0, k=3) == [2, 1, 3]  # no rules for 99: most popular first
+    nofb = make_model("sr", fallback=False)
+    assert nofb.recommend([99], 0.0) == []
+
+
+def test_bounded_rows() -> None:
+    m = SequentialRules(steps=1, max_row=10)
+    for j in range(1000):
+        m.learn_one(j, 1000 + j, float(j), [1])
+    assert len(m.rules[1]) <= 20
+
+
+def test_bad_params_raise() -> None:
+    with pytest.raises(ValueError, match="weighting"):
+        SequentialRules(weighting="cubic")
+    with pytest.raises(ValueError):
+        SequentialRules(steps=0)
