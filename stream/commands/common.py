@@ -36,14 +36,15 @@ def build_processor(args: argparse.Namespace, monitor: object | None = None) -> 
     model = make_model(args.model, **parse_params(args.param))
     sessions = SessionStore(ttl_s=args.session_ttl, max_sessions=args.max_sessions,
                             max_session_items=args.max_session_items)
-    return ClickProcessor(model, k=args.k, sessions=sessions, items=ItemIndex(args.max_items),
-                          monitor=monitor)  # type: ignore[arg-type]
+    processor = ClickProcessor(model, k=args.k, sessions=sessions, items=ItemIndex(args.max_items),
+                               monitor=monitor)  # type: ignore[arg-type]
+    if monitor is not None and hasattr(monitor, "attach"):
+        monitor.attach(processor)  # the retrain policy swaps processor.model
+    return processor
 
 
 def build_monitor(args: argparse.Namespace) -> object | None:
-    """The drift monitor for ``--on-drift`` (None until :mod:`monitoring.drift` provides one)."""
-    try:
-        from monitoring.drift import DriftMonitor  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return DriftMonitor(on_drift=getattr(args, "on_drift", "alert"))
+    """The drift monitor the flags of :func:`monitoring.drift.config.add_arguments` describe."""
+    from monitoring.drift.config import from_args
+
+    return from_args(args)

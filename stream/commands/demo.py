@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from monitoring.drift import config as drift_config
 from stream import config, kafka_io
 from stream.commands.common import add_model_args, add_state_args, build_monitor, build_processor
 from stream.commands.produce import add_source_args, source_events
@@ -21,10 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--topic", default="clicks", help="click topic (suffixed with a run id on the embedded broker)")
     config.add(p, "--partitions", default=4, type=int, help="partitions of the click topic")
     config.add(p, "--recommendations-topic", default=None, help="also publish every list to this topic")
-    config.add(p, "--on-drift", default="alert", choices=["alert", "retrain"], help="drift policy")
     add_source_args(p, default_events=100_000)
     add_model_args(p)
     add_state_args(p)
+    drift_config.add_arguments(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON (last stdout line)")
     config.add_logging(p)
     p.set_defaults(func=run, log_level="WARNING")
