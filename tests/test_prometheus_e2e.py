@@ -55,6 +55,10 @@ def http_text(url: str, timeout: float = 5.0) -> str:
         return r.read().decode()
 
 
+class ProcessDied(AssertionError):
+    """A process the test depends on has exited: stop waiting."""
+
+
 def wait_until(check: Any, timeout: float, what: str, step: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -63,6 +67,8 @@ def wait_until(check: Any, timeout: float, what: str, step: float = 0.5) -> Any:
             value = check()
             if value:
                 return value
+        except ProcessDied:
+            raise
         except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
             last_exc = exc
         time.sleep(step)
@@ -121,7 +127,7 @@ class Procs:
     def check_alive(self, *names: str) -> None:
         for name, p, log in self.procs:
             if name in names and p.poll() is not None:
-                raise AssertionError(f"{name} exited with {p.returncode}:\n{tail(log)}")
+                raise ProcessDied(f"{name} exited with {p.returncode}:\n{tail(log)}")
 
     def logs(self) -> str:
         return "\n".join(f"--- {name} (rc={p.poll()}) ---\n{tail(log)}" for name, p, log in self.procs)
@@ -227,7 +233,8 @@ def test_retraining_alert_fires_and_every_dashboard_query_has_data(tmp_path: Pat
         topic, group = "e2e-clicks", "e2e-group"
         procs.start("worker", streamrec(
             "worker", "--bootstrap-servers", broker.bootstrap, "--topic", topic, "--group", group,
-            "--model", "sr", "--metrics-port", str(worker_port), "--on-drift", "alert", *DRIFT_FLAGS))
+            "--model", "sr", "--metrics-port", str(worker_port), "--on-drift", "alert", *DRIFT_FLAGS,
+            *(["--session-timeout-ms", "6000"] if "--session-timeout-ms" in help_text else [])))
         procs.start("producer", streamrec(
             "produce", "--bootstrap-servers", broker.bootstrap, "--topic", topic, "--partitions", "2",
             "--synthetic", "--events", "60000", "--seed", "1", "--scenario", "new-catalog",
