@@ -147,16 +147,17 @@ def cooc_recommender(train: Sequence[Sequence[str]], queries: set[str], k: int) 
     return out
 
 
-def _score(recs: list[Any], target: Any, k: int) -> float:
+def _rank(recs: list[Any], target: Any) -> int | float:
+    """1-based rank of ``target`` in ``recs``, infinity if absent."""
     try:
-        return 1.0 / (recs.index(target, 0, k) + 1)
+        return recs.index(target) + 1
     except ValueError:
-        return -1.0
+        return float("inf")
 
 
 def evaluate_ff19(
-    dataset_path: str | Path,
-    model_name: str,
+    dataset: str | Path,
+    model: str,
     params: dict[str, Any] | None = None,
     k: int = 10,
     seed: int = 123,
@@ -164,18 +165,21 @@ def evaluate_ff19(
     history: str = "prefix",
     max_history: int = 50,
     test_size: int = 1000,
+    fmt: str | None = None,
 ) -> dict[str, Any]:
-    """Train ``model_name`` on FF19's training sequences and score it on FF19's test pairs.
+    """Train ``model`` on FF19's training sequences and score it on FF19's test pairs.
 
     Parameters
     ----------
-    dataset_path
+    dataset
         ``ff19_onlineretail_sessions.csv.gz`` (or any CSV with ``sequence_idx``, ``position``,
         ``StockCode``).
-    model_name, params
+    model, params
         A registry name and its parameters (as ``make_model``), or ``"ff19-cooc"``.
     k
-        List length; FF19 uses 10, so the keys are ``recall_at_10`` and ``mrr_at_10``.
+        List length. FF19's cutoff is 10: ``recall_at_10`` and ``mrr_at_10`` (and their
+        ``test_``/``validation_`` variants) are always reported, from lists of
+        ``max(k, 10)`` items; another ``k`` adds ``recall_at_{k}`` / ``mrr_at_{k}``.
     seed
         Seed of the test/validation draw (FF19: 123). Model seeds go in ``params``.
     split
@@ -188,6 +192,9 @@ def evaluate_ff19(
         ``"last"``: the query item alone, as FF19's word2vec sees it.
     max_history, test_size
         History cap when learning and querying; pairs per sample (FF19: 1,000).
+    fmt
+        Ignored (the FF19 file has one format); accepted so ``streamrec evaluate`` can pass
+        its ``--format``.
 
     Returns
     -------
@@ -202,26 +209,28 @@ def evaluate_ff19(
     if history not in HISTORIES:
         raise ValueError(f"history must be one of {HISTORIES}, got {history!r}")
     params = dict(params or {})
-    sequences = load_sequences(dataset_path)
+    sequences = load_sequences(dataset)
     train, test, validation = ff19_split(sequences, test_size=test_size, seed=seed)
     samples = {"test": test, "validation": validation}
+    cutoffs = sorted({10, k})
+    n_list = max(cutoffs)
     result: dict[str, Any] = {
         "protocol": "ff19",
-        "dataset": str(dataset_path),
-        "model": model_name,
+        "dataset": str(dataset),
+        "model": model,
         "params": params,
         "k": k,
         "seed": seed,
         "split": split,
-        "history": history if model_name != COOC else "last",
+        "history": history if model != COOC else "last",
         "sequences": len(sequences),
         "train_clicks": sum(len(s) for s in train),
     }
 
     t0 = time.perf_counter()
-    if model_name == COOC:
+    if model == COOC:
         queries = {q for pairs in samples.values() for _, q, _ in pairs}
-        table = cooc_recommender(train, queries, k)
+        table = cooc_recommender(train, queries, n_list)
         fit_s = time.perf_counter() - t0
 
         def predict(idx: int, query: str) -> list[Any]:
@@ -231,46 +240,49 @@ def evaluate_ff19(
     else:
         ids: dict[str, int] = {}
         encoded = [[ids.setdefault(i, len(ids)) for i in s] for s in train]
-        model = make_model(model_name, **params)
+        m = make_model(model, **params)
         for key, s in enumerate(encoded):
             for pos, item in enumerate(s):
-                model.learn_one(key, item, 0.0, s[max(0, pos - max_history) : pos])
-        retrain = getattr(model, "retrain", None)
+                m.learn_one(key, item, 0.0, s[max(0, pos - max_history) : pos])
+        retrain = getattr(m, "retrain", None)
         if callable(retrain):
             retrain()
         fit_s = time.perf_counter() - t0
 
         def predict(idx: int, query: str) -> list[Any]:
             if history == "last":
-                return model.recommend([ids[query]], 0.0, k, None)
-            return model.recommend(encoded[idx][-max_history:], 0.0, k, idx)
+                return m.recommend([ids[query]], 0.0, n_list, None)
+            return m.recommend(encoded[idx][-max_history:], 0.0, n_list, idx)
 
         def encode(item: str) -> int:
             return ids.get(item, -1)
 
         for attr in ("training_seconds", "vocabulary"):
-            if hasattr(model, attr):
-                result[attr] = getattr(model, attr)
-        result["params"] = {**params, **{"resolved": repr(model)}}
+            if hasattr(m, attr):
+                result[attr] = getattr(m, attr)
+        result["resolved"] = repr(m)
 
     n_pred = 0
     t_pred = 0.0
     for name, pairs in samples.items():
-        hits = 0
-        rr = 0.0
+        hits = dict.fromkeys(cutoffs, 0)
+        rr = dict.fromkeys(cutoffs, 0.0)
         for idx, query, target in pairs:
             t1 = time.perf_counter()
-            recs = predict(idx, query)[:k]
+            recs = predict(idx, query)[:n_list]
             t_pred += time.perf_counter() - t1
             n_pred += 1
-            r = _score(recs, encode(target), k)
-            if r > 0:
-                hits += 1
-                rr += r
-        result[f"{name}_recall_at_{k}"] = hits / len(pairs)
-        result[f"{name}_mrr_at_{k}"] = rr / len(pairs)
-    result[f"recall_at_{k}"] = result[f"{split}_recall_at_{k}"]
-    result[f"mrr_at_{k}"] = result[f"{split}_mrr_at_{k}"]
+            r = _rank(recs, encode(target))
+            for c in cutoffs:
+                if r <= c:
+                    hits[c] += 1
+                    rr[c] += 1.0 / r
+        for c in cutoffs:
+            result[f"{name}_recall_at_{c}"] = hits[c] / len(pairs)
+            result[f"{name}_mrr_at_{c}"] = rr[c] / len(pairs)
+    for c in cutoffs:
+        result[f"recall_at_{c}"] = result[f"{split}_recall_at_{c}"]
+        result[f"mrr_at_{c}"] = result[f"{split}_mrr_at_{c}"]
     result["predictions"] = len(samples[split])
     result["fit_s"] = round(fit_s, 3)
     result["ms_per_prediction"] = round(1000 * t_pred / max(n_pred, 1), 4)

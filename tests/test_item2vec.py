@@ -1,0 +1,160 @@
+"""item2vec: batch word2vec behind the streaming model contract (tiny corpora, few epochs)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gensim", reason="item2vec needs the optional dependency gensim")
+
+from stream.models import make_model  # noqa: E402
+from stream.models.item2vec import FF19_TUNED, Item2Vec, NeighbourTable  # noqa: E402
+
+CLUSTERS = [[1, 2, 3, 4], [10, 11, 12, 13]]
+
+
+def tiny(**kw: object) -> Item2Vec:
+    params = dict(vector_size=8, window=2, negative=3, epochs=40, sample=0.0, topk=5, workers=1, seed=3)
+    params.update(kw)
+    return Item2Vec(**params)  # type: ignore[arg-type]
+
+
+def feed(m: Item2Vec, sessions: list[list[int]], start_key: int = 0, ts: float = 0.0) -> None:
+    for key, s in enumerate(sessions, start_key):
+        for pos, item in enumerate(s):
+            m.learn_one(key, item, ts, s[:pos])
+
+
+def test_registry_and_params():
+    m = make_model("item2vec", preset="ff19", epochs=3)
+    assert isinstance(m, Item2Vec)
+    p = m.word2vec_params()
+    assert (p["window"], p["negative"], p["ns_exponent"], p["epochs"]) == (13, 16, 0.6, 3)
+    assert p["sg"] == 1 and p["min_count"] == 1
+    d = Item2Vec().word2vec_params()
+    assert (d["vector_size"], d["window"], d["negative"], d["ns_exponent"], d["epochs"]) == (100, 5, 5, 0.75, 5)
+    assert FF19_TUNED["epochs"] == 100
+    c = m.clone()
+    assert c.params() == m.params() and not c.trained
+    for bad in ({"preset": "x"}, {"query": "x"}, {"topk": 0}, {"retrain_every": -1}):
+        with pytest.raises(ValueError):
+            Item2Vec(**bad)  # type: ignore[arg-type]
+
+
+def test_learn_one_buffers_without_training_and_falls_back_to_popularity():
+    m = tiny()
+    feed(m, [[1, 2, 2], [2, 3]])
+    assert not m.trained and m.trainings == 0
+    assert m.buffered_sessions() == [[1, 2, 2], [2, 3]]
+    assert m.recommend([1], 0.0, k=2) == [2, 1]  # popularity: 2 clicked three times
+    assert m.recommend([], 0.0, k=5) == [2, 1, 3]
+    assert m.model_age() is None
+
+
+def test_training_buffer_is_bounded_oldest_sessions_first():
+    m = tiny(max_events=5)
+    feed(m, [[1, 2], [3, 4], [5, 6]])
+    assert m.buffered_sessions() == [[3, 4], [5, 6]]
+
+
+def test_fit_learns_clusters_and_neighbours_exclude_the_item_itself():
+    m = tiny().fit(CLUSTERS * 30)
+    assert m.trained and m.vocabulary == 8 and m.trained_events == 240
+    assert m.training_seconds > 0 and m.model_age() is not None and m.model_age() >= 0
+    for cluster in CLUSTERS:
+        for item in cluster:
+            recs = m.recommend([99, item], 0.0, k=3)
+            assert item not in recs
+            assert set(recs) == set(cluster) - {item}
+
+
+def test_new_items_fall_back_to_the_last_item_with_a_vector_then_popularity():
+    m = tiny(topk=3).fit(CLUSTERS * 30)
+    feed(m, [[50, 50, 50, 51]], start_key=100)  # new items after training: popular, no vector
+    assert not m.has_vector(50) and m.has_vector(1)
+    assert set(m.recommend([1, 50], 0.0, k=3)) == {2, 3, 4}  # 50 has no vector: use 1
+    recs = m.recommend([50, 51], 0.0, k=3)  # no item of the session has a vector
+    assert recs[0] == 50
+    recs = m.recommend([1], 0.0, k=5)  # topk=3 neighbours, then popularity fill
+    assert set(recs[:3]) == {2, 3, 4} and recs[3] == 50 and len(recs) == 5
+
+
+def test_query_mean_averages_recent_items_and_leaves_them_out():
+    m = tiny(query="mean", recent=2).fit(CLUSTERS * 30)
+    recs = m.recommend([10, 1, 2], 0.0, k=2)
+    assert set(recs) == {3, 4}
+
+
+def test_neighbour_table_blocks_agree_with_brute_force(monkeypatch):
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(57, 6))
+    items = np.arange(100, 157)
+    monkeypatch.setattr(NeighbourTable, "BLOCK_FLOATS", 57 * 5)  # blocks of 5 rows
+    t = NeighbourTable(items, vecs, topk=7)
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    for r in range(57):
+        expect = (items[np.argsort(-sims[r], kind="stable")[:7]]).tolist()
+        assert t.neighbours(int(items[r])) == expect
+    assert NeighbourTable(np.array([1]), np.ones((1, 3)), topk=5).neighbours(1) == []
+
+
+def test_background_retrain_swaps_atomically_and_serves_meanwhile():
+    m = tiny()
+    feed(m, CLUSTERS * 30)
+    m.fit([[1, 10], [2, 11]] * 5)  # an old table that mixes the clusters
+    old = m._table
+    assert m.start_retrain()  # snapshot of the buffer
+    assert not m.start_retrain()  # one training at a time
+    served = 0
+    while m.training:
+        assert len(m.recommend([1], 0.0, k=3)) == 3  # never raises, never empty
+        served += 1
+        time.sleep(0.001)
+    assert m.wait(10)
+    assert m._table is not old and m.last_error is None and m.trainings == 2
+    assert m.trained_events == 240
+    assert set(m.recommend([1], 0.0, k=3)) == {2, 3, 4}
+    assert served >= 1
+
+
+def test_retrain_every_schedules_itself():
+    m = tiny(retrain_every=40, background=False)
+    feed(m, CLUSTERS * 5)  # 40 clicks
+    assert m.trainings == 1 and m.trained_events == 40
+    feed(m, CLUSTERS * 5, start_key=10)
+    assert m.trainings == 2 and m.trained_events == 80
+    bg = tiny(retrain_every=40)
+    feed(bg, CLUSTERS * 5)
+    assert bg.wait(10) and bg.trainings == 1
+
+
+def test_training_error_keeps_the_old_table(monkeypatch):
+    m = tiny().fit(CLUSTERS * 10)
+    old = m._table
+
+    def boom(self, sessions):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Item2Vec, "build_table", boom)
+    assert m.start_retrain() and m.wait(10)
+    assert m._table is old and isinstance(m.last_error, RuntimeError)
+
+
+def test_without_gensim_streamrec_imports_and_item2vec_says_what_to_install():
+    code = (
+        "import sys; sys.modules['gensim'] = None; sys.modules['gensim.models'] = None\n"
+        "from stream.models import make_model\n"
+        "m = make_model('item2vec')\n"
+        "m.learn_one(0, 1, 0.0, []); m.learn_one(0, 2, 0.0, [1])\n"
+        "print(m.recommend([1], 0.0, k=2))\n"
+        "try:\n    m.retrain()\nexcept ImportError as e:\n    print('ERR', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "[1, 2]" in out.stdout and "ERR" in out.stdout and "streamrec[item2vec]" in out.stdout
