@@ -23,13 +23,14 @@ from monitoring.drift.calibration import Calibration, calibrate
 from monitoring.drift.policy import AlertPolicy, RetrainPolicy, make_policy
 from monitoring.drift.reference import Frozen, Reference
 from monitoring.drift.signals import (
+    _GAP_OFFSET,
+    _GAP_SCALE,
     GAP_BINS,
     POSITION_BIN,
     POSITION_BINS,
     POSITION_EDGES,
     SCORES,
     SIGNALS,
-    gap_bin,
 )
 from stream.config import log_event
 from stream.events import Event
@@ -38,6 +39,8 @@ from stream.sessions import Session
 log = logging.getLogger("streamrec.drift")
 
 _MAX_POS = len(POSITION_BIN) - 1
+_GAP_LAST = GAP_BINS - 1
+_log = math.log
 _NAN = float("nan")
 
 
@@ -187,7 +190,15 @@ class DriftMonitor:
         last_ts = self._last_ts
         last = last_ts.get(key)
         last_ts[key] = ts
-        g = -1 if last is None else gap_bin(ts - last)
+        if last is None:
+            g = -1
+        else:  # gap_bin, inlined
+            gap = ts - last
+            if gap <= 0.0:
+                g = 0
+            else:
+                g = 1 + int(_log(gap) * _GAP_SCALE + _GAP_OFFSET)
+                g = 1 if g < 1 else (_GAP_LAST if g > _GAP_LAST else g)
         c = session.clicks
         pos = POSITION_BIN[c if c < _MAX_POS else _MAX_POS]
         cat = event.category
@@ -216,13 +227,16 @@ class DriftMonitor:
                 self._perf[hit] += 1
             if n >= self._next_check:
                 self._check()
-        elif self._ref is not None:
-            self._ref.capture(item, pos, g, cid, hit)
-            if self._ref.n >= self._ref.size:
+        else:
+            ref = self._ref
+            if ref is None:
+                if n <= self._start_capture_at:
+                    return
+                ref = self._ref = Reference(self.reference_events, self._vocab_before)
+                self._ref_started = n
+            ref.capture(item, pos, g, cid, hit)
+            if ref.n >= ref.size:
                 self._freeze()
-        elif n >= self._start_capture_at:
-            self._ref = Reference(self.reference_events, self._vocab_before)
-            self._ref_started = n
 
     def session_ended(self, session: Session) -> None:
         self._last_ts.pop(session.key, None)

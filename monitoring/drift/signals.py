@@ -46,7 +46,7 @@ GAP_MIN_S = 0.01
 GAP_PER_DECADE = 4
 GAP_BINS = 2 + 7 * GAP_PER_DECADE
 _GAP_SCALE = GAP_PER_DECADE / math.log(10.0)
-_GAP_OFFSET = -math.log(GAP_MIN_S) * _GAP_SCALE
+_GAP_OFFSET = -math.log(GAP_MIN_S) * _GAP_SCALE + 1e-9
 
 
 def position_bin(clicks: int) -> int:
@@ -66,7 +66,7 @@ def gap_bin(gap: float) -> int:
     """
     if gap <= 0.0:
         return 0
-    b = 1 + int(math.log(gap) * _GAP_SCALE + _GAP_OFFSET + 1e-9)
+    b = 1 + int(math.log(gap) * _GAP_SCALE + _GAP_OFFSET)
     return 1 if b < 1 else (GAP_BINS - 1 if b >= GAP_BINS else b)
 
 

@@ -1,0 +1,67 @@
+"""The drift signals' bins and scores, and the calibration of their thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitoring.drift.calibration import calibrate
+from monitoring.drift.reference import Reference
+from monitoring.drift.signals import GAP_BINS, POSITION_BINS, drop, excess, gap_bin, ks, linf, position_bin
+
+
+def test_position_bins_are_monotone_and_bounded():
+    bins = [position_bin(c) for c in range(1, 500)]
+    assert bins == sorted(bins)
+    assert bins[0] == 0 and bins[-1] == POSITION_BINS - 1
+
+
+def test_gap_bins_are_monotone_and_bounded():
+    gaps = [0.0, 1e-4, 0.01, 0.1, 1.0, 10.0, 100.0, 1e4, 1e8]
+    bins = [gap_bin(g) for g in gaps]
+    assert bins == sorted(bins)
+    assert bins[0] == 0 and bins[-1] == GAP_BINS - 1 and all(0 <= b < GAP_BINS for b in bins)
+
+
+def test_scores_are_vectorised_and_zero_on_identical_shares():
+    ref = np.array([10.0, 30.0, 60.0])
+    live = np.array([[1.0, 3.0, 6.0], [60.0, 30.0, 10.0]])
+    assert linf(ref, live).shape == (2,)
+    assert linf(ref, live)[0] == pytest.approx(0.0) and linf(ref, live)[1] == pytest.approx(0.5)
+    assert ks(ref, live)[0] == pytest.approx(0.0) and ks(ref, live)[1] == pytest.approx(0.5)
+    assert excess(np.array([90, 10]), np.array([70, 30])) == pytest.approx(0.2)
+    assert drop(np.array([70, 30]), np.array([90, 10])) == pytest.approx(0.2)
+    assert np.isnan(linf(ref, np.zeros(3)))  # an empty window has no score
+
+
+def test_calibrated_threshold_meets_the_target_false_alarm_rate():
+    rng = np.random.default_rng(1)
+    p = np.r_[1.0 / np.arange(1, 51) ** 1.1]
+    p /= p.sum()
+    blocks = rng.multinomial(250, p, size=200)  # a 50k-event reference in sub-blocks of 250
+    cal = calibrate(blocks, linf, window_blocks=4, alpha=0.01, seed=3)
+    assert cal is not None
+    fresh = rng.multinomial(1000, p, size=4000)  # live windows from the same distribution
+    rate = float((linf(blocks.sum(axis=0), fresh) > cal.threshold).mean())
+    assert 0.001 <= rate <= 0.03
+    shifted = rng.multinomial(1000, p[::-1], size=50)
+    assert (linf(blocks.sum(axis=0), shifted) > cal.threshold).all()
+
+
+def test_calibration_floor_and_too_few_blocks():
+    blocks = np.tile([[5, 5]], (40, 1))  # no noise at all
+    assert calibrate(blocks, linf, 4, floor=0.02).threshold == 0.02
+    assert calibrate(blocks[:5], linf, 4) is None
+
+
+def test_reference_is_bounded_and_new_items_calibrate_on_the_second_half():
+    r = Reference(size=1000)
+    for i in range(1000):
+        item = i % 10 if i < 500 else (i % 10 if i % 5 else 100 + i)  # 20% unseen later
+        r.capture(item, 0, 1, -1, i % 2)
+    assert r.full and r.items.nbytes == 4000
+    f = r.freeze(block=100, top_items=5)
+    unseen = f.blocks["new_items"]
+    assert unseen.shape == (5, 2) and unseen[:, 1].sum() / unseen.sum() == pytest.approx(0.2)
+    assert f.blocks["popularity"].shape == (10, 6)
+    assert f.vocab == 100 + 995 + 1 and "category" not in f.blocks
