@@ -244,7 +244,9 @@ def evaluate_ff19(
         for key, s in enumerate(encoded):
             for pos, item in enumerate(s):
                 m.learn_one(key, item, 0.0, s[max(0, pos - max_history) : pos])
-        retrain = getattr(m, "retrain", None)
+        wait, retrain = getattr(m, "wait", None), getattr(m, "retrain", None)
+        if callable(wait):  # an automatic (warm-up) training may still run: let it finish first
+            wait()
         if callable(retrain):
             retrain()
         fit_s = time.perf_counter() - t0

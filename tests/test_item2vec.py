@@ -123,15 +123,35 @@ def test_background_retrain_swaps_atomically_and_serves_meanwhile():
     assert served >= 1
 
 
-def test_retrain_every_schedules_itself():
-    m = tiny(retrain_every=40, background=False)
-    feed(m, CLUSTERS * 5)  # 40 clicks
+def test_warmup_and_retrain_every_schedule_trainings():
+    m = tiny(warmup=40, retrain_every=80, background=False)
+    feed(m, CLUSTERS * 5)  # 40 clicks: the first training
     assert m.trainings == 1 and m.trained_events == 40
-    feed(m, CLUSTERS * 5, start_key=10)
-    assert m.trainings == 2 and m.trained_events == 80
-    bg = tiny(retrain_every=40)
-    feed(bg, CLUSTERS * 5)
+    feed(m, CLUSTERS * 5, start_key=10)  # 40 more: not yet due
+    assert m.trainings == 1
+    feed(m, CLUSTERS * 5, start_key=20)
+    assert m.trainings == 2 and m.trained_events == 120
+    bg = tiny(warmup=40)  # background, never again after the first
+    feed(bg, CLUSTERS * 10)
     assert bg.wait(10) and bg.trainings == 1
+    assert tiny().warmup == 10_000 and tiny().retrain_every == 0
+
+
+def test_retrain_from_the_policy_buffer_groups_clicks_into_sessions():
+    m = tiny()
+    clicks = [(key, item, float(t)) for t, (key, s) in enumerate(enumerate(CLUSTERS * 30)) for item in s]
+    assert m.retrain_from(clicks + [(0, -1, 0.0)]) == 240  # overflow items (-1) are skipped
+    assert m.wait(10) and m.trained_events == 240
+    assert set(m.recommend([10], 0.0, k=3)) == {11, 12, 13}
+    assert not m._buffer  # the policy's clicks train the model, they are not its own learning
+
+
+def test_a_stale_training_never_replaces_a_newer_table():
+    m = tiny()
+    m._started = 2
+    m._swap(None, 1.0, 10, generation=2)
+    m._swap(NeighbourTable(np.array([1, 2]), np.eye(2)), 1.0, 10, generation=1)
+    assert m._table is None and m.trainings == 1
 
 
 def test_training_error_keeps_the_old_table(monkeypatch):

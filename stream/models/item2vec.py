@@ -16,9 +16,10 @@ It is a *batch* model in a streaming system:
   dict lookup plus a slice. :meth:`Item2Vec.start_retrain` does the same in a background thread
   (gensim's C core releases the GIL) and swaps the new neighbour table in with one assignment;
   the old table serves until then.
-* ``retrain_every`` > 0 makes the model schedule that background retrain itself every so many
-  learned clicks (the first one once the buffer holds that many); leave it at 0 when the drift
-  policy schedules retraining.
+* ``warmup`` > 0 makes the model start its first background training by itself once the buffer
+  holds that many clicks (the worker's "train at start"); ``retrain_every`` > 0 retrains every so
+  many clicks after that. Leave ``retrain_every`` at 0 when the drift policy schedules
+  retraining: it calls :meth:`Item2Vec.retrain_from` with its buffer of recent clicks.
 
 Items first clicked after the last training have no vector until the next one. Until then the
 model **falls back** to the neighbours of the most recent item of the session that does have a
@@ -177,12 +178,14 @@ class Item2Vec(SessionModel):
         How many recent items ``query="mean"`` averages.
     max_events
         Bound on the training buffer, in clicks; the oldest sessions are dropped first.
+    warmup
+        If > 0, the first training starts by itself once this many clicks were learned.
+        0: only when asked (``fit``, ``retrain``, ``start_retrain``, ``retrain_from``).
     retrain_every
-        If > 0, start a background retrain every this many learned clicks (the first one when
-        the buffer first holds that many). 0: only when asked (``fit``/``retrain``/
-        ``start_retrain``, e.g. by the drift policy).
+        If > 0, retrain again every this many learned clicks after the last training started.
+        0: only when asked (e.g. by the drift policy, through :meth:`retrain_from`).
     background
-        With ``retrain_every``: train in a background thread (``True``) or synchronously inside
+        For the automatic trainings: in a background thread (``True``) or synchronously inside
         ``learn_one`` (``False``: reproducible, for offline replays).
     half_life
         Half-life in event-time seconds of the popularity used as fallback (``None``: plain
@@ -239,6 +242,7 @@ class Item2Vec(SessionModel):
         query: str = "last",
         recent: int = 5,
         max_events: int = 1_000_000,
+        warmup: int = 10_000,
         retrain_every: int = 0,
         background: bool = True,
         half_life: float | None = 86_400.0,
@@ -247,8 +251,10 @@ class Item2Vec(SessionModel):
             raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
         if query not in QUERIES:
             raise ValueError(f"query must be one of {QUERIES}, got {query!r}")
-        if topk < 1 or recent < 1 or max_events < 1 or retrain_every < 0 or workers < 1:
-            raise ValueError("topk, recent, max_events, workers must be >= 1; retrain_every >= 0")
+        if topk < 1 or recent < 1 or max_events < 1 or workers < 1:
+            raise ValueError("topk, recent, max_events and workers must be >= 1")
+        if warmup < 0 or retrain_every < 0:
+            raise ValueError("warmup and retrain_every must be >= 0")
         self.vector_size = vector_size
         self.window = window
         self.negative = negative
@@ -264,6 +270,7 @@ class Item2Vec(SessionModel):
         self.query = query
         self.recent = recent
         self.max_events = max_events
+        self.warmup = warmup
         self.retrain_every = retrain_every
         self.background = background
         self.half_life = half_life
@@ -271,6 +278,9 @@ class Item2Vec(SessionModel):
         self._buffer: OrderedDict[int, list[int]] = OrderedDict()  # session key -> clicks
         self._buffered = 0
         self._since_train = 0
+        self._learned = 0
+        self._started = 0  # trainings started (generation of the newest one)
+        self._serving = 0  # generation of the table being served
         self._pop = PopularityCounts(half_life=half_life)
         self._table: NeighbourTable | None = None
         self._thread: threading.Thread | None = None
@@ -316,8 +326,12 @@ class Item2Vec(SessionModel):
             self._buffered -= len(old)
         self._pop.add(item, timestamp)
         self._since_train += 1
-        every = self.retrain_every
-        if every and self._since_train >= every and not self.training:
+        self._learned += 1
+        if self._started:
+            due = 0 < self.retrain_every <= self._since_train
+        else:
+            due = 0 < self.warmup <= self._learned
+        if due and not self.training:
             if self.background:
                 self.start_retrain()
             else:
@@ -400,8 +414,11 @@ class Item2Vec(SessionModel):
         """
         t0 = time.perf_counter()
         sessions = list(sessions)
+        with self._lock:
+            self._started += 1
+            generation = self._started
         table = self.build_table(sessions)
-        self._swap(table, time.perf_counter() - t0, sum(len(s) for s in sessions))
+        self._swap(table, time.perf_counter() - t0, sum(len(s) for s in sessions), generation)
         return self
 
     def retrain(self) -> Item2Vec:
@@ -421,8 +438,10 @@ class Item2Vec(SessionModel):
                 return False
             snapshot = self.buffered_sessions() if sessions is None else [list(s) for s in sessions]
             self._since_train = 0
+            self._started += 1
             thread = threading.Thread(
-                target=self._train_in_background, args=(snapshot,), name="item2vec-train", daemon=True
+                target=self._train_in_background, args=(snapshot, self._started),
+                name="item2vec-train", daemon=True,
             )
             self._thread = thread
             thread.start()
@@ -435,23 +454,42 @@ class Item2Vec(SessionModel):
             t.join(timeout)
         return not self.training
 
-    def _train_in_background(self, sessions: list[list[int]]) -> None:
+    def retrain_from(self, events: Iterable[tuple[int, int, float]]) -> int:
+        """The drift policy's hook: retrain in the background on ``(session key, item,
+        timestamp)`` clicks (e.g. its buffer of recent clicks), grouped into sessions in order.
+
+        The current table serves until the new one is swapped in. Returns the clicks handed to
+        the training, 0 if a training was already running (it is left to finish).
+        """
+        sessions: dict[int, list[int]] = {}
+        n = 0
+        for key, item, _ in events:
+            if item >= 0:
+                sessions.setdefault(key, []).append(item)
+                n += 1
+        return n if self.start_retrain(sessions.values()) else 0
+
+    def _train_in_background(self, sessions: list[list[int]], generation: int) -> None:
         t0 = time.perf_counter()
         try:
             table = self.build_table(sessions)
         except BaseException as exc:  # keep serving the old table; surface the error
             self.last_error = exc
             return
-        self._swap(table, time.perf_counter() - t0, sum(len(s) for s in sessions))
+        self._swap(table, time.perf_counter() - t0, sum(len(s) for s in sessions), generation)
 
-    def _swap(self, table: NeighbourTable | None, seconds: float, events: int) -> None:
-        self.training_seconds = seconds
-        self.trained_events = events
-        self.trainings += 1
-        self.last_error = None
-        if table is not None:
-            self._table = table
-            self.trained_at = time.time()
+    def _swap(self, table: NeighbourTable | None, seconds: float, events: int, generation: int) -> None:
+        with self._lock:
+            if generation < self._serving:  # a newer training already finished: drop this one
+                return
+            self._serving = generation
+            self.training_seconds = seconds
+            self.trained_events = events
+            self.trainings += 1
+            self.last_error = None
+            if table is not None:
+                self._table = table
+                self.trained_at = time.time()
 
     def clone(self) -> Item2Vec:
         """A fresh, untrained model with the same parameters."""
