@@ -88,9 +88,13 @@ class RetrainPolicy:
             log_event(log, "retrain skipped: no click processor attached", logging.WARNING)
             return False
         t0 = perf_counter()
-        model = processor.model.clone()
-        learned = train_on(model, self.buffer, processor.sessions.max_session_items)
-        processor.model = model  # the atomic swap
+        hook = getattr(processor.model, "retrain_from", None)
+        if callable(hook):  # batch models (item2vec) train in the background and swap their own table
+            learned = hook(self.buffer)
+        else:
+            model = processor.model.clone()
+            learned = train_on(model, self.buffer, processor.sessions.max_session_items)
+            processor.model = model  # the atomic swap
         self.last_seconds = perf_counter() - t0
         vocab = max((item for _, item, _ in self.buffer), default=-1) + 1
         monitor.retrained(vocab_before=vocab)
