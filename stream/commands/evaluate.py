@@ -35,10 +35,12 @@ def register(subparsers: Any) -> None:
         help="stream: file(s) replayed as one stream in the order given (env: comma-separated)")
     add(p, "--dataset", default=None, help="ff19: dataset path")
     add(p, "--format", default="rsc15", choices=list(FORMATS), help="dataset format")
-    add(p, "--model", default=DEFAULT_MODEL, choices=list(MODELS), help="model to evaluate")
+    add(p, "--model", default=DEFAULT_MODEL, choices=[*MODELS, "ff19-cooc"],
+        help="model to evaluate (ff19-cooc: FF19's co-occurrence baseline, --protocol ff19 only)")
     add(p, "--param", default=None, action="append", metavar="KEY=VALUE",
         help="model parameter (repeatable), e.g. --param steps=10 --param weighting=div")
-    add(p, "--cutoff", default=20, type=int, help="list length K of HR@K, MRR@K, ... (keys are named by K)")
+    add(p, "--cutoff", default=None, type=int,
+        help="list length K of HR@K, MRR@K, ... (keys are named by K); default 20, ff19: 10")
     add(p, "--warmup", default=0, type=int, help="stream: first N events are learned but not scored")
     add(p, "--limit", default=None, type=int, help="stream: replay at most N events")
     add(p, "--order", default="time", choices=["time", "file"],
@@ -76,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"streamrec evaluate: {exc}", file=sys.stderr)
         return 2
     show = False if args.no_progress else (True if args.progress else None)
+    k = args.cutoff if args.cutoff is not None else (10 if protocol == "ff19" else 20)
+    if k < 1:
+        print("streamrec evaluate: --cutoff must be >= 1", file=sys.stderr)
+        return 2
     try:
         if protocol == "static":
             if not (args.train and args.test):
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             result = ev.evaluate_static(
                 args.train, args.test, fmt=args.format, model=args.model, params=params,
-                k=args.cutoff, train_order=args.train_order, max_predictions=args.max_predictions,
+                k=k, train_order=args.train_order, max_predictions=args.max_predictions,
                 show_progress=show,
             )
         elif protocol == "stream":
@@ -93,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                       file=sys.stderr)
                 return 2
             result = ev.evaluate_stream(
-                files, fmt=args.format, model=args.model, params=params, k=args.cutoff,
+                files, fmt=args.format, model=args.model, params=params, k=k,
                 warmup=args.warmup, order=args.order, limit=args.limit,
                 session_ttl=args.session_ttl, show_progress=show,
             )
@@ -102,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 print("streamrec evaluate: the ff19 protocol needs --dataset PATH", file=sys.stderr)
                 return 2
             result = ev.evaluate_ff19(dataset=args.dataset, model=args.model, params=params,
-                                      k=args.cutoff, fmt=args.format)
+                                      k=k, fmt=args.format)
     except (DatasetError, ValueError, RuntimeError, TypeError) as exc:
         print(f"streamrec evaluate: {exc}", file=sys.stderr)
         return 2
