@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             result = ev.evaluate_ff19(dataset=args.dataset, model=args.model, params=params,
                                       k=k, fmt=args.format)
-    except (DatasetError, ValueError, RuntimeError, TypeError) as exc:
+    except (DatasetError, OSError, ValueError, RuntimeError, TypeError) as exc:
         print(f"streamrec evaluate: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
