@@ -154,6 +154,20 @@ def test_a_stale_training_never_replaces_a_newer_table():
     assert m._table is None and m.trainings == 1
 
 
+def test_pickles_for_checkpoints_even_while_training():
+    import pickle
+
+    m = tiny(epochs=100)
+    feed(m, CLUSTERS * 30)
+    m.retrain()
+    assert m.start_retrain()
+    copy = pickle.loads(pickle.dumps(m))
+    m.wait(10)
+    assert copy.trained and copy.vocabulary == 8 and len(copy.recommend([1], 0.0, k=3)) == 3
+    assert not copy.training and copy.buffered_sessions() == m.buffered_sessions()
+    assert copy.start_retrain() and copy.wait(10) and copy.trainings == 2
+
+
 def test_training_error_keeps_the_old_table(monkeypatch):
     m = tiny().fit(CLUSTERS * 10)
     old = m._table

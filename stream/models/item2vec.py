@@ -491,6 +491,19 @@ class Item2Vec(SessionModel):
                 self._table = table
                 self.trained_at = time.time()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (worker checkpoints): the lock and a running training thread are left out;
+        a training still running is simply not in the snapshot."""
+        state = self.__dict__.copy()
+        state["_lock"] = None
+        state["_thread"] = None
+        state["last_error"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def clone(self) -> Item2Vec:
         """A fresh, untrained model with the same parameters."""
         return type(self)(**self.params())
