@@ -10,8 +10,8 @@ its dense score vectors). Two ways to turn a part's output into a score:
 * ``combine="rank"`` — 1 / rank in the part's top ``depth`` list (any model).
 
 With ``mix="bandit"`` the weights are not fixed: a River bandit policy (``river.bandit.UCB`` or
-``EpsilonGreedy``) chooses among ``arms`` weight vectors (for two parts, the grid w, 1 - w with
-w = 0, 1/(grid-1), ..., 1). It learns from prequential reward: on every click of a session the
+``EpsilonGreedy``) chooses among ``arms`` weight vectors: ``weights`` (served until the first
+reward) and, for two parts, the grid w, 1 - w with w = 0, 1/(grid-1), ..., 1. It learns from prequential reward: on every click of a session the
 hybrid first scores the click against the list the pulled arm would have recommended for the
 session's history (reciprocal rank, 0 for a miss), updates the policy, then lets the parts learn
 the click (test-then-train). ``feedback="full"`` rewards every arm on every click instead of one
@@ -94,8 +94,8 @@ class Hybrid(SessionModel):
         ``"ucb"`` (``river.bandit.UCB(delta)``) or ``"epsilon"``
         (``river.bandit.EpsilonGreedy(epsilon)``).
     grid
-        Arms for two parts: weights (w, 1 - w) for ``grid`` evenly spaced w in [0, 1]. With more
-        parts the arms are ``weights``, each part alone and the uniform mix.
+        Arms: ``weights``, and for two parts (w, 1 - w) for ``grid`` evenly spaced w in [0, 1];
+        with more parts, each part alone and the uniform mix.
     delta, epsilon, seed
         Policy parameters.
     feedback
@@ -208,10 +208,9 @@ class Hybrid(SessionModel):
             g = self.grid - 1
             arms = [(i / g, 1.0 - i / g) for i in range(self.grid)]
         else:
-            arms = [tuple(self.weights)]
-            arms += [tuple(1.0 if j == i else 0.0 for j in range(n)) for i in range(n)]
+            arms = [tuple(1.0 if j == i else 0.0 for j in range(n)) for i in range(n)]
             arms.append(tuple([1.0 / n] * n))
-        out: list[tuple[float, ...]] = []
+        out: list[tuple[float, ...]] = [tuple(self.weights)]  # arm 0: served until rewards come
         for a in arms:
             if a not in out:
                 out.append(a)
