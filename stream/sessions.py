@@ -110,6 +110,10 @@ class SessionStore:
     def get(self, session_id: str) -> Session | None:
         return self._live.get(session_id)
 
+    def discard(self, session_id: str) -> bool:
+        """Forget a session without ending it (its partition moved to another worker)."""
+        return self._live.pop(session_id, None) is not None
+
     def _expire(self, now: float) -> None:
         live = self._live
         horizon = now - self.ttl_s

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.structs import OffsetAndMetadata
 
 from monitoring.metrics import Metrics
+from stream import checkpoint as ckpt
 from stream import kafka_io
 from stream.config import log_event
 from stream.core import ClickProcessor
@@ -45,6 +45,11 @@ class WorkerSettings:
     max_events: int | None = None  # stop after this many valid events (demo, bench, tests)
     idle_exit_s: float | None = None  # stop after this long with nothing to read
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
+    state_dir: str | None = None  # checkpoints (stream/checkpoint.py); None: commit after every batch
+    checkpoint_every_events: int = 10_000
+    checkpoint_every_seconds: float = 30.0
+    health_timeout_s: float = 15.0  # /healthz is degraded after this long without a broker answer
+    commit_timeout_ms: int = 5_000  # a commit during a broker stall gives up (and retries later)
 
     @property
     def dlq(self) -> str:
@@ -93,6 +98,9 @@ class Worker:
         self.s = settings
         self.processor = processor
         self.metrics = metrics or Metrics(settings.model_name, processor.k)
+        monitor = processor.monitor
+        if monitor is not None and hasattr(monitor, "collector"):
+            self.metrics.registry.register(monitor.collector())  # streamrec_drift_*, retraining
         self._running = True
         self._stop_reason = ""
         self.invalid = 0
@@ -103,6 +111,12 @@ class Worker:
         self.http: HttpServer | None = None
         self.listener = _Listener()
         self._seen_changes = 0
+        self.ckpt = ckpt.Checkpointer(settings.state_dir, settings.checkpoint_every_events,
+                                      settings.checkpoint_every_seconds)
+        self.broker_ok_at = time.monotonic()  # last sign of life from the broker
+        self._consumer: Any = None
+        self._owned: set[TopicPartition] = set()  # partitions whose state we hold (main loop's view)
+        self._committed: dict[tuple[str, int], int] = {}  # what we last committed, per partition
 
     # -- control ------------------------------------------------------------------------------
 
@@ -122,12 +136,14 @@ class Worker:
     def health(self) -> tuple[bool, dict[str, Any]]:
         now = time.monotonic()
         poll_age = now - self.last_poll
-        ok = poll_age < 30.0
+        broker_age = now - ckpt.broker_contact(self._consumer, self.broker_ok_at)
+        ok = poll_age < 30.0 and broker_age < self.s.health_timeout_s
         return ok, {
             "status": "ok" if ok else "degraded",
             "events_processed": self.processor.events,
             "assigned_partitions": sorted(tp.partition for tp in self.listener.assigned),
             "last_poll_age_s": round(poll_age, 3),
+            "broker_silent_s": round(broker_age, 3),
             "model": self.s.model_name,
         }
 
@@ -145,7 +161,11 @@ class Worker:
         kafka_io.ensure_topic(s.client, s.dlq, 1)
         if s.recommendations_topic:
             kafka_io.ensure_topic(s.client, s.recommendations_topic, 1)
+        if self.ckpt.load(self.processor) is not None:
+            ckpt.rebase_metrics(self.metrics, self.processor)
+        self.metrics.flush(self.processor)
         consumer = kafka_io.make_consumer(s.client, group_id=s.group, **s.consumer_overrides)
+        self._consumer = consumer
         producer = kafka_io.make_producer(s.client)
         consumer.subscribe([s.topic], listener=self.listener)
         self.start_http()
@@ -159,16 +179,15 @@ class Worker:
                 self._note_rebalance()
                 if batch:
                     self._process(batch, producer)
-                    self.last_progress = self.last_poll
-                    offsets = {tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1)
-                               for tp, recs in batch.items() if recs}
-                    consumer.commit(offsets)
+                    self.last_progress = self.broker_ok_at = self.last_poll
+                self._checkpoint_and_commit(consumer, force=not self.ckpt.enabled and bool(batch))
                 self.metrics.flush(self.processor)
                 self._update_lag(consumer)
                 if s.max_events is not None and self.processor.events + self.invalid >= s.max_events:
                     self.stop("max-events reached")
                 if s.idle_exit_s is not None and self.last_poll - self.last_progress > s.idle_exit_s:
                     self.stop("idle")
+            self._checkpoint_and_commit(consumer, force=True)  # clean stop: snapshot, commit, leave
         finally:
             log_event(log, "worker stopping", reason=self._stop_reason or "error",
                       events=self.processor.events, invalid=self.invalid)
@@ -198,7 +217,11 @@ class Worker:
         names = self.processor.items.names
         rec_topic = self.s.recommendations_topic
         send = producer.send
+        advance = self.ckpt.advance
         for tp, records in batch.items():
+            records = self.ckpt.fresh(tp, records)  # drop what the (restored) state already has
+            if not records:
+                continue
             for rec in records:
                 ev = decode(rec.value, rec.key)
                 if type(ev) is Invalid:
@@ -209,6 +232,7 @@ class Worker:
                     send(rec_topic, key=rec.key, value=orjson.dumps(
                         {"session_id": ev.session_id, "timestamp": ev.timestamp, "items": names(recs)}))
                     self.published += 1
+            advance(tp, records[-1].offset + 1, len(records))
         if rec_topic is not None:
             self.metrics.published.inc(self.published - self._published_flushed)
             self._published_flushed = self.published
@@ -237,11 +261,41 @@ class Worker:
         if lst.changes != self._seen_changes:
             with lst.lock:
                 self._seen_changes = lst.changes
-                assigned = sorted(tp.partition for tp in lst.assigned)
+                now_assigned = set(lst.assigned)
+                assigned = sorted(tp.partition for tp in now_assigned)
+                revoked = set(lst.revoked)
                 lst.revoked.clear()
+            self._rebalanced(now_assigned, revoked)
             self.metrics.rebalances.inc()
             self.metrics.assigned.set(len(assigned))
             log_event(log, "partitions assigned", partitions=assigned)
+
+    def _rebalanced(self, assigned: set[TopicPartition], revoked: set[TopicPartition]) -> None:
+        """Main-loop side of a rebalance: checkpoint and commit what moved away, drop the
+        sessions of partitions no longer ours, seek new partitions to the state's offsets."""
+        consumer = self._consumer
+        gone = self._owned - assigned
+        if gone:
+            self._checkpoint_and_commit(consumer, force=True, partitions=gone)
+            ckpt.drop_sessions(self.processor, consumer, self.s.topic, {tp.partition for tp in gone})
+        for tp in sorted((assigned - self._owned) | (assigned & revoked)):
+            ckpt.seek_to_state(consumer, tp, self.ckpt)  # (re)assigned: resume where the state is
+        self._owned = set(assigned)
+
+    def _checkpoint_and_commit(self, consumer: Any, force: bool = False,
+                               partitions: set[TopicPartition] | None = None) -> None:
+        """Snapshot when due (or forced), then commit offsets no further than the snapshot."""
+        c = self.ckpt
+        if c.enabled and (c.due() or (force and c.since)):
+            stats = c.save(self.processor)
+            if stats is not None and c.snapshots <= 3:
+                log_event(log, "checkpoint written", bytes=stats.bytes, ms=round(stats.seconds * 1e3, 1),
+                          events_applied=stats.events_applied)
+        elif not force:
+            return
+        offsets = c.committable(partitions if partitions is not None else self._owned)
+        if ckpt.commit(consumer, offsets, self._committed, self.s.commit_timeout_ms):
+            self.broker_ok_at = time.monotonic()
 
     def _update_lag(self, consumer: Any) -> None:
         ends: dict[int, int] = {}

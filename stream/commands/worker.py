@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from monitoring.drift import config as drift_config
 from stream import config, kafka_io
 from stream.commands.common import add_model_args, add_state_args, build_processor
 
@@ -24,14 +25,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                help="publish every recommended list here (key: session id)")
     config.add(p, "--metrics-port", default=8000, type=int, help="HTTP port (0: a free one; -1: off)")
     config.add(p, "--metrics-host", default="127.0.0.1", help="HTTP bind address (0.0.0.0 in containers)")
-    config.add(p, "--state-dir", default=None, help="directory for checkpoints (model, sessions, offsets)")
-    config.add(p, "--on-drift", default="alert", choices=["alert", "retrain"],
-               help="on retraining due: keep alerting, or retrain from recent events and swap")
+    config.add(p, "--state-dir", default=None,
+               help="directory for checkpoints (model, sessions, monitor, offsets); offsets are then "
+                    "committed only as far as the last checkpoint, and a restart resumes from it")
+    config.add(p, "--checkpoint-every-events", default=10_000, type=int,
+               help="checkpoint after this many consumed messages")
+    config.add(p, "--checkpoint-every-seconds", default=30.0, type=float,
+               help="... or after this many seconds, whichever comes first (and on shutdown)")
+    config.add(p, "--health-timeout", default=15.0, type=float,
+               help="/healthz reports degraded (503) after this many seconds without a broker answer")
+    config.add(p, "--session-timeout-ms", default=None, type=int,
+               help="consumer group session timeout (default 10000; 6000 in tests)")
     config.add(p, "--max-events", default=None, type=int, help="exit after this many events (testing)")
     config.add(p, "--idle-exit", default=None, type=float,
                help="exit after this many seconds without new events (testing)")
     add_model_args(p)
     add_state_args(p)
+    drift_config.add_arguments(p)
     config.add_logging(p)
     p.set_defaults(func=run)
 
@@ -48,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
         recommendations_topic=args.recommendations_topic,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port, metrics_host=args.metrics_host,
         max_events=args.max_events, idle_exit_s=args.idle_exit,
+        state_dir=args.state_dir, checkpoint_every_events=args.checkpoint_every_events,
+        checkpoint_every_seconds=args.checkpoint_every_seconds, health_timeout_s=args.health_timeout,
+        consumer_overrides={} if args.session_timeout_ms is None
+        else {"session_timeout_ms": args.session_timeout_ms},
     )
     worker = Worker(settings, processor)
     worker.install_signal_handlers()
