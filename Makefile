@@ -32,13 +32,13 @@ install-test: $(TSTAMP)
 demo: $(STAMP)
 	$(BIN)/streamrec demo
 
-# Prometheus and promtool come from Debian's `prometheus` package; install it when missing and we can.
+# Prometheus, promtool and amtool come from Debian's packages; install them when missing and we can.
 prometheus:
-	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then \
+	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; then \
 		echo "prometheus: $$(prometheus --version 2>&1 | head -1)"; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's prometheus package (prometheus + promtool)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+		echo "installing Debian's prometheus and prometheus-alertmanager packages (prometheus, promtool, amtool)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null) \
 			|| echo "WARNING: could not install prometheus; its tests will be skipped"; \
 	else \
 		echo "WARNING: prometheus/promtool missing and cannot be installed here; their tests will be skipped"; \

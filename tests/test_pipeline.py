@@ -82,6 +82,8 @@ def test_producer_worker_recommendations_and_http(broker, unique) -> None:
         deadline = time.monotonic() + 60
         text = ""
         while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                pytest.fail(f"the worker exited early ({worker.returncode}): {worker.stderr.read().decode()[-3000:]}")
             code, body = http_get(f"http://127.0.0.1:{port}/metrics") if _up(port) else (0, b"")
             if code == 200:
                 text = body.decode()
