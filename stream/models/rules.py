@@ -62,25 +62,65 @@ class _RuleModel(SessionModel):
         self._pop = PopularityCounts(half_life=None)
 
     def _add(self, a: int, b: int, w: float) -> None:
-        row = self.rules.get(a)
+        rules = self.rules
+        row = rules.get(a)
         if row is None:
-            row = self.rules[a] = {}
-        row[b] = row.get(b, 0.0) + w
-        self._ranked.pop(a, None)
+            row = rules[a] = {}
+        old = row.get(b)
+        v = row[b] = (old or 0.0) + w
+        r = self._ranked.get(a)
+        if r is not None:
+            if w > 0.0:
+                self._rerank(a, r, row, b, v)
+            else:  # weights only grow in the incremental update (SR "linear" can add <= 0)
+                del self._ranked[a]
         if len(row) > 2 * self.max_row:
             keep = heapq.nlargest(self.max_row, row.items(), key=lambda kv: kv[1])
-            self.rules[a] = dict(keep)
+            rules[a] = dict(keep)
+            if not 0 < self.pruning <= self.max_row:  # else the top ``pruning`` keep their order
+                self._ranked.pop(a, None)
+
+    def _rerank(self, a: int, r: list[int], row: dict[int, float], b: int, v: float) -> None:
+        """Update the cached ranking ``r`` of ``a`` in place after ``row[b]`` grew to ``v``.
+
+        Only ``b`` moved (up), so the new ranking is ``r`` with ``b`` re-inserted: after partners
+        heavier than ``v``, among those of equal weight by insertion into the row (``sorted`` is
+        stable), before lighter ones; a partner it displaces from a full list drops out.
+        """
+        if b in r:
+            j = r.index(b)
+            del r[j]
+            listed = True
+        else:
+            j = len(r)
+            listed = False
+        while j > 0 and row[r[j - 1]] < v:
+            j -= 1
+        if j > 0 and row[r[j - 1]] == v:  # a tie: order by insertion into the row
+            keys = list(row)
+            ib = keys.index(b)
+            while j > 0 and row[r[j - 1]] == v and keys.index(r[j - 1]) > ib:
+                j -= 1
+        n = self.pruning
+        if not listed and 0 < n <= len(r):
+            if j >= len(r):
+                return
+            r.pop()
+        r.insert(j, b)
 
     def ranked(self, a: int) -> list[int]:
-        """Partners of ``a``, heaviest first, pruned to ``pruning`` (cached until ``a`` changes)."""
+        """Partners of ``a``, heaviest first, pruned to ``pruning``.
+
+        The list is a cache kept exact in place as ``a``'s row grows: read it, do not modify it.
+        """
         r = self._ranked.get(a)
         if r is None:
             row = self.rules.get(a)
             if not row:
                 return []
             n = self.pruning if self.pruning > 0 else len(row)
-            # sorted() is stable: ties keep insertion order, as Counter.most_common does
-            r = [b for b, _ in sorted(row.items(), key=lambda kv: -kv[1])[:n]]
+            # nlargest is stable like sorted(): ties keep insertion order, as Counter.most_common does
+            r = heapq.nlargest(n, row, key=row.__getitem__)
             self._ranked[a] = r
         return r
 
