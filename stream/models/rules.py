@@ -71,7 +71,13 @@ class _RuleModel(SessionModel):
         r = self._ranked.get(a)
         if r is not None:
             if w > 0.0:
-                self._rerank(a, r, row, b, v)
+                # fast paths: ``b`` keeps its place, or stays below a full list
+                if b in r:
+                    i = r.index(b)
+                    if i and row[r[i - 1]] <= v:
+                        self._rerank(a, r, row, b, v)
+                elif len(r) < self.pruning or self.pruning <= 0 or v >= row[r[-1]]:
+                    self._rerank(a, r, row, b, v)
             else:  # weights only grow in the incremental update (SR "linear" can add <= 0)
                 del self._ranked[a]
         if len(row) > 2 * self.max_row:
@@ -197,8 +203,9 @@ class SequentialRules(_RuleModel):
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
         n = len(history)
         w = self._w
+        add = self._add
         for x in range(1, min(self.steps, n) + 1):
-            self._add(history[n - x], item, w[x])
+            add(history[n - x], item, w[x])
         self._pop.add(item, timestamp)
 
 
