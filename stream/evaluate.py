@@ -9,6 +9,7 @@ plus ``model``, ``params``, ``protocol`` and ``events``.
 Static (:func:`evaluate_static`, session-rec ``evaluation/evaluation.py:evaluate_sessions``)
     Fit on TRAIN with ``learn_one`` on every event in session-rec's order (by session, then time;
     session-rec's prepared rsc15 files are already in that order and are read in file order).
+    A batch model with a ``retrain()`` method (item2vec) has it called once after the fit.
     Then for every test session and every position t >= 2, recommend from the prefix of clicks
     1..t-1 and score click t. Test clicks on items unknown to training are dropped first (as
     session-rec's preprocessing does), so the candidates are the training items. Test sessions
@@ -230,6 +231,9 @@ def evaluate_static(
     items = ItemIndex()
     t0 = perf_counter()
     n_train, counts = fit(m, _train_events(train, fmt, order), items, max_session_items)
+    retrain = getattr(m, "retrain", None)
+    if callable(retrain):  # batch models (item2vec) train on what learn_one buffered
+        retrain()
     fit_s = perf_counter() - t0
     max_count = max(counts.values(), default=0.0)
 
