@@ -46,7 +46,7 @@ def test_abrupt_drift_raises_retraining_due_soon_after_and_says_why(scenario, si
 
 
 def test_persistence_filters_single_excursions():
-    m = DriftMonitor(reference_events=4_000, check_every=1_000, warmup=0, persistence=3,
+    m = DriftMonitor(reference_events=8_000, check_every=1_000, subblocks=4, warmup=0, persistence=3,
                      signals=("new_items",))
 
     class S:  # the monitor reads only key and clicks of a session
@@ -57,7 +57,7 @@ def test_persistence_filters_single_excursions():
             item = base + i if unseen else i % 50
             m.observe(Event("s", str(item), float(base + i)), item, False, S, None)
 
-    for w in range(4):
+    for w in range(8):
         window(False, w * 1000)  # the reference: 50 items
     window(True, 10_000)  # one window on unseen items, then back to normal
     window(False, 0)

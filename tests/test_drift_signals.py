@@ -38,8 +38,8 @@ def test_calibrated_threshold_meets_the_target_false_alarm_rate():
     rng = np.random.default_rng(1)
     p = np.r_[1.0 / np.arange(1, 51) ** 1.1]
     p /= p.sum()
-    blocks = rng.multinomial(250, p, size=200)  # a 50k-event reference in sub-blocks of 250
-    cal = calibrate(blocks, linf, window_blocks=4, alpha=0.01, seed=3)
+    blocks = rng.multinomial(100, p, size=500)  # a 50k-event reference in sub-blocks of 100
+    cal = calibrate(blocks, linf, window_blocks=10, alpha=0.01)
     assert cal is not None
     fresh = rng.multinomial(1000, p, size=4000)  # live windows from the same distribution
     rate = float((linf(blocks.sum(axis=0), fresh) > cal.threshold).mean())

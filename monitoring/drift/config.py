@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser | Any, on_drift: str = "alert"
         help="when retraining is due: alert (raise and keep) or retrain (rebuild from recent clicks, swap)")
     add(parser, "--reference-events", default=50_000, type=int,
         help="clicks captured as the drift reference after (re)training")
-    add(parser, "--check-every", default=1_000, type=int, help="clicks per drift check window")
+    add(parser, "--check-every", default=250, type=int, help="clicks per drift check window")
     add(parser, "--drift-alpha", default=0.01, type=float,
         help="target share of checks over threshold with no drift (calibration)")
     add(parser, "--persistence", default=3, type=int,

@@ -3,7 +3,7 @@
 Per click it only bins the event and bumps counters (O(1), a handful of list operations). Every
 ``check_every`` clicks it scores each signal's live window against the reference, compares the
 score with its calibrated threshold, and raises ``retraining_due`` once any signal has exceeded its
-threshold for ``persistence`` consecutive checks. Life cycle::
+threshold for long enough (persistence, below). Life cycle::
 
     warm-up (sessions fill) -> capture the reference -> calibrate -> live checks
                                         ^                                   |
@@ -55,19 +55,21 @@ class DriftMonitor:
         Clicks per live window; windows are tumbling, one check per window.
     subblocks
         Calibration cuts the reference into sub-blocks of ``check_every / subblocks`` clicks and
-        draws pseudo-windows of ``subblocks`` of them.
+        scores every run of ``subblocks`` consecutive ones as a pseudo-window.
     alpha
         Target share of checks over the threshold under no drift (per signal).
     persistence
-        Consecutive checks over the threshold before a signal counts as detected.
+        A signal counts as detected after ``persistence`` consecutive checks over its threshold,
+        or sooner (never in fewer than 2) when the evidence of the run of checks, the sum of
+        ``log(1/p)`` with ``p`` each check's p-value against the calibration windows, reaches
+        ``persistence * log(1/alpha)`` — what ``persistence`` checks right at the threshold give.
+        A check under the threshold resets both.
     warmup
         Clicks ignored at start-up, while the session store fills (not after a retrain).
     top_items, top_categories
         Bins of ``popularity`` and ``category`` (+ one "other" bin).
     min_count
         A window with fewer counts in a signal's bins is not scored.
-    replicates
-        Pseudo-windows drawn per calibration.
     on_drift
         ``"alert"``, ``"retrain"`` or a policy object (:mod:`monitoring.drift.policy`).
     buffer_events
@@ -82,7 +84,7 @@ class DriftMonitor:
     >>> from stream.synthetic import SyntheticStream
     >>> from stream.core import ClickProcessor
     >>> from stream.models import make_model
-    >>> m = DriftMonitor(reference_events=8_000, check_every=1_000, warmup=1_000, on_drift="alert")
+    >>> m = DriftMonitor(reference_events=10_000, check_every=500, warmup=1_000, on_drift="alert")
     >>> p = ClickProcessor(make_model("pop"), monitor=m)
     >>> m.attach(p)
     >>> for e in SyntheticStream(events=20_000, seed=1, scenario="new-catalog", drift_at=12_000):
@@ -94,20 +96,18 @@ class DriftMonitor:
     def __init__(
         self,
         reference_events: int = 50_000,
-        check_every: int = 1_000,
-        subblocks: int = 4,
+        check_every: int = 250,
+        subblocks: int = 5,
         alpha: float = 0.01,
         persistence: int = 3,
         warmup: int = 2_000,
         top_items: int = 100,
         top_categories: int = 50,
         min_count: int = 100,
-        replicates: int = 1_000,
         on_drift: str | AlertPolicy | RetrainPolicy = "alert",
         buffer_events: int = 50_000,
         signals: tuple[str, ...] = SIGNALS,
         history: int = 100_000,
-        seed: int = 0,
     ) -> None:
         if check_every < subblocks or check_every % subblocks:
             raise ValueError("check_every must be a positive multiple of subblocks")
@@ -127,12 +127,10 @@ class DriftMonitor:
         self.top_items = top_items
         self.top_categories = top_categories
         self.min_count = min_count
-        self.replicates = replicates
         self.on_drift = on_drift
         self.buffer_events = buffer_events
         self.signals = tuple(signals)
         self.history = history
-        self.seed = seed
 
         self.policy = make_policy(on_drift, buffer_events) if isinstance(on_drift, str) else on_drift
         self._buffer = self.policy.buffer
@@ -141,8 +139,11 @@ class DriftMonitor:
         self.retrains = 0
         self.retraining_due = False
         self.due_events: list[int] = []
+        self.due_timestamps: list[float] = []  # event time of each due_events entry
+        self.last_ts = _NAN  # event time of the latest click
         self.detections: dict[str, list[int]] = {s: [] for s in self.signals}
         self.raw_detections: dict[str, int] = dict.fromkeys(self.signals, 0)
+        self.raw_events: dict[str, deque[int]] = {s: deque(maxlen=history) for s in self.signals}
         self.reasons: dict[str, str] = {}  # the latest reason per signal
         self.alarms: deque[dict[str, Any]] = deque(maxlen=1_000)  # every persisted detection, with why
         self.due_reason = ""
@@ -152,6 +153,8 @@ class DriftMonitor:
         self.detected: dict[str, bool] = dict.fromkeys(self.signals, False)
         self.calibration: dict[str, Calibration] = {}
         self._streak: dict[str, int] = dict.fromkeys(self.signals, 0)
+        self._evidence: dict[str, float] = dict.fromkeys(self.signals, 0.0)
+        self._needed = persistence * math.log(1.0 / alpha)
         self._last_ts: dict[int, float] = {}
         self._cat_ids: dict[str, int] = {}
         self._max_cats = 10_000
@@ -186,7 +189,7 @@ class DriftMonitor:
     def observe(self, event: Event, item: int, new_item: bool, session: Session, rr: float | None) -> None:
         n = self.n = self.n + 1
         key = session.key
-        ts = event.timestamp
+        ts = self.last_ts = event.timestamp
         last_ts = self._last_ts
         last = last_ts.get(key)
         last_ts[key] = ts
@@ -257,8 +260,7 @@ class DriftMonitor:
             if blocks is None:
                 continue
             fn, _, floor = SCORES[s]
-            cal = calibrate(blocks, fn, self.subblocks, self.alpha, floor, self.replicates,
-                            seed=self.seed + self.retrains)
+            cal = calibrate(blocks, fn, self.subblocks, self.alpha, floor)
             if cal is None:
                 continue
             self.calibration[s] = cal
@@ -296,6 +298,7 @@ class DriftMonitor:
         self._ref_started = self.n
         for s in self.signals:
             self._streak[s] = 0
+            self._evidence[s] = 0.0
             self.detected[s] = False
             self.score[s] = _NAN
 
@@ -319,17 +322,23 @@ class DriftMonitor:
             self.score[s] = score
             if score > cal.threshold:
                 self.raw_detections[s] += 1
+                self.raw_events[s].append(n)
                 self._streak[s] += 1
-                if self._streak[s] >= self.persistence and not self.detected[s]:
+                self._evidence[s] += -math.log(cal.p_value(score))
+                streak = self._streak[s]
+                held = streak >= self.persistence or (streak >= 2 and self._evidence[s] >= self._needed)
+                if held and not self.detected[s]:
                     self.detected[s] = True
                     self.detections[s].append(n)
                     self.reasons[s] = self._why(s, ref, live, score, cal.threshold)
-                    self.alarms.append({"event": n, "signal": s, "reason": self.reasons[s]})
+                    self.alarms.append({"event": n, "timestamp": self.last_ts, "signal": s,
+                                        "reason": self.reasons[s]})
                     log_event(log, f"drift detected on {s}", logging.WARNING, event=n, signal=s,
                               score=round(score, 4), threshold=round(cal.threshold, 4), reason=self.reasons[s])
                     fired.append(s)
             else:
                 self._streak[s] = 0
+                self._evidence[s] = 0.0
                 self.detected[s] = False
         hits = self._perf
         hr = hits[1] / (hits[0] + hits[1]) if hits[0] + hits[1] else _NAN
@@ -339,6 +348,7 @@ class DriftMonitor:
         if fired and not self.retraining_due:
             self.retraining_due = True
             self.due_events.append(n)
+            self.due_timestamps.append(self.last_ts)
             self.due_reason = "; ".join(self.reasons[s] for s in fired)
             log_event(log, "retraining due", logging.WARNING, event=n, signals=",".join(fired),
                       policy=self.policy.name, reason=self.due_reason)
@@ -346,7 +356,8 @@ class DriftMonitor:
 
     def _why(self, s: str, ref: np.ndarray, live: np.ndarray, score: float, threshold: float) -> str:
         desc = SCORES[s][1]
-        head = f"{s}: {desc} {score:.4f} > threshold {threshold:.4f} for {self.persistence} checks"
+        head = (f"{s}: {desc} {score:.4f} > threshold {threshold:.4f} for {self._streak[s]} checks "
+                f"(evidence {self._evidence[s]:.1f}/{self._needed:.1f})")
         p = ref / ref.sum()
         q = live / live.sum()
         if s in ("popularity", "category"):
@@ -385,8 +396,10 @@ class DriftMonitor:
         return {
             "retraining_due_at": self.due_events[0] if self.due_events else None,
             "retraining_due_events": list(self.due_events),
+            "retraining_due_timestamps": list(self.due_timestamps),
             "detections": {s: list(v) for s, v in self.detections.items()},
             "raw_detections": dict(self.raw_detections),
+            "raw_detection_events": {s: list(v) for s, v in self.raw_events.items()},
             "retrains": self.retrains,
             "alarms": list(self.alarms),
             "thresholds": {s: round(c.threshold, 5) for s, c in self.calibration.items()},

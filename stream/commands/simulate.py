@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     add(g, "--events", default=400_000, type=int, help="synthetic events to generate")
     add(g, "--drift-at", default=None, type=int, help="event index where the drift starts (default: half-way)")
     add(g, "--drift-length", default=100_000, type=int, help="events over which a gradual drift ramps")
-    add(g, "--seed", default=0, type=int, help="generator seed (also seeds the calibration)")
+    add(g, "--seed", default=0, type=int, help="synthetic generator seed")
     add(g, "--dataset", default=None, help="dataset file or folder, replayed in event-time order")
     add(g, "--format", default="rsc15", choices=list(FORMATS), help="dataset format")
     add(g, "--limit", default=None, type=int, help="dataset: replay at most N events")
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         title = f"{args.dataset} ({args.format})"
     try:
         model = make_model(args.model, **parse_params(args.param))
-        monitor = drift_config.from_args(args, seed=args.seed)
+        monitor = drift_config.from_args(args)
     except ValueError as exc:
         print(f"streamrec simulate: {exc}", file=sys.stderr)
         return 2
