@@ -27,8 +27,9 @@ vector, and, when no item of the session has one (or the neighbour list is short
 popular items (decayed click counts, ``half_life``), exactly as the rule models fill short lists.
 :meth:`Item2Vec.has_vector` tells a drift monitor which items are new *to this model*.
 
-gensim is an optional dependency (``pip install 'streamrec[item2vec]'``); it is imported only
-when the model first trains.
+gensim is an optional dependency (``pip install 'streamrec[item2vec]'``); it is imported when an
+``Item2Vec`` is built (not when streamrec is), so a missing gensim fails at start-up with the
+command to install it, and the first background training does not pay for the import.
 """
 
 from __future__ import annotations
@@ -274,6 +275,7 @@ class Item2Vec(SessionModel):
         self.retrain_every = retrain_every
         self.background = background
         self.half_life = half_life
+        _word2vec()  # fail now, with the install command, if gensim is missing
 
         self._buffer: OrderedDict[int, list[int]] = OrderedDict()  # session key -> clicks
         self._buffered = 0
@@ -284,6 +286,8 @@ class Item2Vec(SessionModel):
         self._pop = PopularityCounts(half_life=half_life)
         self._table: NeighbourTable | None = None
         self._thread: threading.Thread | None = None
+        self._busy = False  # a background training is running (guarded by _lock)
+        self._pending: tuple[list[list[int]], int] | None = None  # the next one, queued
         self._lock = threading.Lock()
         self.training_seconds = 0.0
         self.trained_at: float | None = None
@@ -369,9 +373,8 @@ class Item2Vec(SessionModel):
 
     @property
     def training(self) -> bool:
-        """A background training is running."""
-        t = self._thread
-        return t is not None and t.is_alive()
+        """A background training is running (or queued)."""
+        return self._busy
 
     @property
     def vocabulary(self) -> int:
@@ -430,15 +433,19 @@ class Item2Vec(SessionModel):
         """Train in a background thread on ``sessions`` (default: a snapshot of the buffer) and
         swap the new table in when done; the current table keeps serving meanwhile.
 
-        Call it from the thread that calls ``learn_one`` (the snapshot is taken here).
-        Returns ``False`` (and does nothing) if a training is already running.
+        Call it from the thread that calls ``learn_one`` (the snapshot is taken here). If a
+        training is running, this one is queued and starts when it ends (a later request
+        replaces a queued one: only the newest data matters), so a retrain the drift policy asks
+        for is never lost. Returns ``True`` (started or queued).
         """
+        snapshot = self.buffered_sessions() if sessions is None else [list(s) for s in sessions]
         with self._lock:
-            if self.training:
-                return False
-            snapshot = self.buffered_sessions() if sessions is None else [list(s) for s in sessions]
             self._since_train = 0
             self._started += 1
+            if self._busy:
+                self._pending = (snapshot, self._started)
+                return True
+            self._busy = True
             thread = threading.Thread(
                 target=self._train_in_background, args=(snapshot, self._started),
                 name="item2vec-train", daemon=True,
@@ -458,8 +465,8 @@ class Item2Vec(SessionModel):
         """The drift policy's hook: retrain in the background on ``(session key, item,
         timestamp)`` clicks (e.g. its buffer of recent clicks), grouped into sessions in order.
 
-        The current table serves until the new one is swapped in. Returns the clicks handed to
-        the training, 0 if a training was already running (it is left to finish).
+        The current table serves until the new one is swapped in (a training already running
+        finishes first). Returns the clicks handed to the training.
         """
         sessions: dict[int, list[int]] = {}
         n = 0
@@ -470,13 +477,19 @@ class Item2Vec(SessionModel):
         return n if self.start_retrain(sessions.values()) else 0
 
     def _train_in_background(self, sessions: list[list[int]], generation: int) -> None:
-        t0 = time.perf_counter()
-        try:
-            table = self.build_table(sessions)
-        except BaseException as exc:  # keep serving the old table; surface the error
-            self.last_error = exc
-            return
-        self._swap(table, time.perf_counter() - t0, sum(len(s) for s in sessions), generation)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                table = self.build_table(sessions)
+            except Exception as exc:  # keep serving the old table; surface the error
+                self.last_error = exc
+            else:
+                self._swap(table, time.perf_counter() - t0, sum(len(s) for s in sessions), generation)
+            with self._lock:
+                if self._pending is None:
+                    self._busy = False
+                    return
+                (sessions, generation), self._pending = self._pending, None
 
     def _swap(self, table: NeighbourTable | None, seconds: float, events: int, generation: int) -> None:
         with self._lock:
@@ -497,6 +510,8 @@ class Item2Vec(SessionModel):
         state = self.__dict__.copy()
         state["_lock"] = None
         state["_thread"] = None
+        state["_busy"] = False
+        state["_pending"] = None
         state["last_error"] = None
         return state
 
