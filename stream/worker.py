@@ -50,6 +50,7 @@ class WorkerSettings:
     checkpoint_every_seconds: float = 30.0
     health_timeout_s: float = 15.0  # /healthz is degraded after this long without a broker answer
     commit_timeout_ms: int = 5_000  # a commit during a broker stall gives up (and retries later)
+    learn_all_partitions: bool = False  # scale-out: also learn other members' clicks (stream/replica.py)
 
     @property
     def dlq(self) -> str:
@@ -117,6 +118,9 @@ class Worker:
         self._consumer: Any = None
         self._owned: set[TopicPartition] = set()  # partitions whose state we hold (main loop's view)
         self._committed: dict[tuple[str, int], int] = {}  # what we last committed, per partition
+        self.replica: Any = None  # stream.replica.Replica with learn_all_partitions
+        self.first_batch_at: float | None = None  # monotonic; bench measures first -> last batch
+        self.last_batch_at = 0.0
 
     # -- control ------------------------------------------------------------------------------
 
@@ -168,6 +172,10 @@ class Worker:
         self._consumer = consumer
         producer = kafka_io.make_producer(s.client)
         consumer.subscribe([s.topic], listener=self.listener)
+        if s.learn_all_partitions:
+            from stream.replica import Replica
+
+            self.replica = Replica(self.processor, s.client, s.topic)
         self.start_http()
         log_event(log, "worker started", topic=s.topic, group=s.group, model=s.model_name,
                   client=kafka_io.redacted(s.client))
@@ -177,8 +185,13 @@ class Worker:
                 batch = consumer.poll(timeout_ms=s.poll_timeout_ms)
                 self.last_poll = time.monotonic()
                 self._note_rebalance()
+                if self.replica is not None:
+                    self.replica.poll(bool(batch))
                 if batch:
+                    if self.first_batch_at is None:
+                        self.first_batch_at = self.last_poll
                     self._process(batch, producer)
+                    self.last_batch_at = time.monotonic()
                     self.last_progress = self.broker_ok_at = self.last_poll
                 self._checkpoint_and_commit(consumer, force=not self.ckpt.enabled and bool(batch))
                 self.metrics.flush(self.processor)
@@ -195,6 +208,8 @@ class Worker:
                 producer.flush(10)
                 producer.close(5)
             finally:
+                if self.replica is not None:
+                    self.replica.close()
                 consumer.close()
                 if self.http is not None:
                     self.http.stop()
@@ -218,6 +233,7 @@ class Worker:
         rec_topic = self.s.recommendations_topic
         send = producer.send
         advance = self.ckpt.advance
+        replica = self.replica
         for tp, records in batch.items():
             records = self.ckpt.fresh(tp, records)  # drop what the (restored) state already has
             if not records:
@@ -227,6 +243,11 @@ class Worker:
                 if type(ev) is Invalid:
                     self._dead_letter(producer, tp, rec, ev)
                     continue
+                if replica is not None:  # learn other partitions' clicks up to this event time
+                    if ev.timestamp >= replica.next_ts:
+                        replica.drain(ev.timestamp)
+                    if replica.adopting:
+                        replica.adopt(ev)
                 recs = process(ev)
                 if rec_topic is not None:
                     send(rec_topic, key=rec.key, value=orjson.dumps(
@@ -281,6 +302,8 @@ class Worker:
         for tp in sorted((assigned - self._owned) | (assigned & revoked)):
             ckpt.seek_to_state(consumer, tp, self.ckpt)  # (re)assigned: resume where the state is
         self._owned = set(assigned)
+        if self.replica is not None:
+            self.replica.assign(self._owned, consumer)
 
     def _checkpoint_and_commit(self, consumer: Any, force: bool = False,
                                partitions: set[TopicPartition] | None = None) -> None:

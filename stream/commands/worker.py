@@ -39,6 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--max-events", default=None, type=int, help="exit after this many events (testing)")
     config.add(p, "--idle-exit", default=None, type=float,
                help="exit after this many seconds without new events (testing)")
+    config.add(p, "--learn-all-partitions", default=False, action="store_true",
+               help="scale-out: also learn (not serve) the clicks of partitions other members own, "
+                    "so every worker's model sees the whole stream (stream/replica.py)")
+    config.add(p, "--summary-json", default=None,
+               help="write a JSON summary here at exit (counts, HR/MRR, latency percentiles, peak RSS)")
     add_model_args(p)
     add_state_args(p)
     drift_config.add_arguments(p)
@@ -62,10 +67,15 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every_seconds=args.checkpoint_every_seconds, health_timeout_s=args.health_timeout,
         consumer_overrides={} if args.session_timeout_ms is None
         else {"session_timeout_ms": args.session_timeout_ms},
+        learn_all_partitions=args.learn_all_partitions,
     )
     worker = Worker(settings, processor)
     worker.install_signal_handlers()
     s = worker.run()
+    if args.summary_json:
+        from stream.bench import write_worker_summary
+
+        write_worker_summary(worker, s, args.summary_json)
     print(f"processed {s.events_processed} events ({s.events_invalid} invalid) in {s.elapsed_s:.1f} s; "
           f"HR@{args.k} {s.hit_rate_at_k:.4f} MRR@{args.k} {s.mrr_at_k:.4f}", file=sys.stderr)
     return 0

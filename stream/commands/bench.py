@@ -1,0 +1,46 @@
+"""``streamrec bench``: raw Kafka vs pipeline throughput, latency, memory, one vs W workers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from stream import config
+from stream.models import DEFAULT_MODEL, MODELS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="throughput / latency / memory benchmark on the embedded broker",
+        description="Produces N synthetic clicks to a fresh topic, measures a bare kafka-python "
+                    "consume+decode loop over it, then runs W real worker processes in one group "
+                    "(score, learn, recommend, drift monitor, metrics) until all N are processed, "
+                    "and again publishing every list. Prints a table, or one JSON line with --json.")
+    config.add(p, "--events", default=200_000, type=int, help="synthetic events")
+    config.add(p, "--model", default=DEFAULT_MODEL, choices=list(MODELS), help="session model")
+    config.add(p, "--workers", default=1, type=int, help="worker processes in the group")
+    config.add(p, "--partitions", default=4, type=int, help="partitions of the click topic")
+    config.add(p, "--seed", default=0, type=int, help="synthetic generator seed")
+    config.add(p, "--bootstrap-servers", default=None,
+               help="use this Kafka instead of starting the embedded broker")
+    p.add_argument("--no-publish", action="store_true", help="skip the run with --recommendations-topic")
+    p.add_argument("--no-raw", action="store_true", help="skip the bare consume loops")
+    p.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
+                   help="extra worker flag, e.g. --worker-arg=--max-sessions=100000 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line (last line)")
+    config.add_logging(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream.bench import json_line, run_bench, table
+
+    config.setup_logging(args.log_level, args.log_format)
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    if args.workers < 1 or args.partitions < args.workers:
+        raise SystemExit("error: need 1 <= --workers <= --partitions")
+    result = run_bench(events=args.events, model=args.model, workers=args.workers,
+                       partitions=args.partitions, seed=args.seed, publish=not args.no_publish,
+                       raw=not args.no_raw, worker_args=args.worker_arg, bootstrap=args.bootstrap_servers)
+    print(json_line(result) if args.json else table(result), flush=True)
+    return 0
