@@ -16,7 +16,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from stream import config
+from stream import config, redact
 
 log = logging.getLogger("streamrec.kafka")
 
@@ -77,6 +77,7 @@ def client_config(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
     for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
         if a.get(key):
             cfg[key] = a[key]
+    redact.register(*(cfg.get(k) for k in _SECRET_KEYS))  # kafka-python logs its config at DEBUG
     return cfg
 
 
