@@ -13,7 +13,7 @@ from stream.events import Event
 from stream.models import make_model
 from stream.synthetic import SyntheticStream
 
-SMALL = {"reference_events": 5_000, "check_every": 500, "warmup": 500}
+SMALL = {"reference_events": 5_000, "check_every": 500, "warmup": 500, "persistence": 3}
 
 
 def run(scenario: str, events: int = 16_000, drift_at: int = 10_000, model: str = "pop", seed: int = 1,

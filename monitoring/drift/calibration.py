@@ -6,7 +6,8 @@ it is scored against the rest of the reference (leave-out, so the window is not 
 itself). Consecutive sub-blocks keep the within-session correlation of real windows (a session's
 clicks share items, categories and positions), which random sub-blocks would break up, understating
 the noise. The threshold is the ``1 - alpha`` quantile of those scores, never below the signal's
-floor: with no drift about one check in ``1/alpha`` exceeds it. The sorted pseudo-window scores are
+floor (and, with persistence, never below what the persistence rule would have needed to fire
+inside the reference): with no drift about one check in ``1/alpha`` exceeds it. The sorted pseudo-window scores are
 kept, so a live score also gets a p-value, which the monitor's persistence rule accumulates.
 """
 
@@ -23,6 +24,7 @@ class Calibration(NamedTuple):
     null_mean: float
     null_std: float
     null_quantile: float  # the 1 - alpha quantile before the floor
+    run_max: float  # the largest run minimum over ``persistence`` consecutive windows of the reference
     replicates: int
     null: np.ndarray  # the sorted pseudo-window scores (for p-values)
 
@@ -38,6 +40,7 @@ def calibrate(
     window_blocks: int,
     alpha: float = 0.01,
     floor: float = 0.0,
+    persistence: int = 1,
 ) -> Calibration | None:
     """Threshold of ``score`` at false-alarm rate ``alpha`` from reference sub-blocks.
 
@@ -53,6 +56,11 @@ def calibrate(
         Target share of checks over the threshold under no drift.
     floor
         Smallest threshold allowed (guards a degenerate, noise-free reference).
+    persistence
+        Consecutive checks the monitor needs. Scores of adjacent windows are correlated when a
+        signal has long memory (a long session spans many windows), so the threshold is also at
+        least the largest minimum score over ``persistence`` consecutive (tumbling) pseudo-windows:
+        the persistence rule would not have fired anywhere inside the reference itself.
 
     Returns ``None`` when the reference has too few blocks to calibrate (fewer than four windows).
 
@@ -74,9 +82,19 @@ def calibrate(
     csum = np.vstack([np.zeros((1, blocks.shape[1])), np.cumsum(blocks, axis=0)])
     windows = csum[window_blocks:] - csum[:-window_blocks]
     rest = csum[-1] - windows
-    scores = score(rest, windows)
-    scores = scores[np.isfinite(scores)]
+    all_scores = score(rest, windows)
+    scores = all_scores[np.isfinite(all_scores)]
     if len(scores) == 0:
         return None
     q = float(np.quantile(scores, 1.0 - alpha))
-    return Calibration(max(q, floor), float(scores.mean()), float(scores.std()), q, len(scores), np.sort(scores))
+    run_max = 0.0
+    span = (persistence - 1) * window_blocks
+    if persistence > 1 and len(all_scores) > span:
+        runs = all_scores[: len(all_scores) - span].copy()
+        for i in range(1, persistence):
+            runs = np.minimum(runs, all_scores[i * window_blocks: len(all_scores) - span + i * window_blocks])
+        if np.isfinite(runs).any():
+            run_max = float(np.nanmax(runs))
+    threshold = max(q, run_max, floor)
+    return Calibration(threshold, float(scores.mean()), float(scores.std()), q, run_max, len(scores),
+                       np.sort(scores))

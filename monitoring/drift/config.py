@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser | Any, on_drift: str = "alert"
     add(parser, "--check-every", default=250, type=int, help="clicks per drift check window")
     add(parser, "--drift-alpha", default=0.01, type=float,
         help="target share of checks over threshold with no drift (calibration)")
-    add(parser, "--persistence", default=3, type=int,
+    add(parser, "--persistence", default=5, type=int,
         help="consecutive checks over threshold before a signal counts as detected")
     add(parser, "--drift-warmup", default=2_000, type=int, help="clicks ignored at start-up before the reference")
     add(parser, "--buffer-events", default=50_000, type=int, help="recent clicks kept to retrain from")

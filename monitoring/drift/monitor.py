@@ -97,9 +97,9 @@ class DriftMonitor:
         self,
         reference_events: int = 50_000,
         check_every: int = 250,
-        subblocks: int = 5,
+        subblocks: int = 10,
         alpha: float = 0.01,
-        persistence: int = 3,
+        persistence: int = 5,
         warmup: int = 2_000,
         top_items: int = 100,
         top_categories: int = 50,
@@ -260,7 +260,7 @@ class DriftMonitor:
             if blocks is None:
                 continue
             fn, _, floor = SCORES[s]
-            cal = calibrate(blocks, fn, self.subblocks, self.alpha, floor)
+            cal = calibrate(blocks, fn, self.subblocks, self.alpha, floor, self.persistence)
             if cal is None:
                 continue
             self.calibration[s] = cal
