@@ -112,6 +112,52 @@ def write_worker_summary(worker: Any, summary: Any, path: str) -> None:
     os.replace(tmp, path)
 
 
+def session_memory_mb(model: str = "sr", sessions: int = 20_000, clicks: int = 5, items: int = 5_000,
+                      seed: int = 0) -> float:
+    """MB of resident memory per 100k live sessions of ``clicks`` clicks, in this process.
+
+    Feeds ``sessions x clicks`` random clicks through a fresh :class:`~stream.core.ClickProcessor`
+    (no Kafka) twice: once to warm the model (then those sessions are dropped), once with new
+    session ids kept live (TTL and cap above the test); the growth of VmRSS over the second pass,
+    per 100k sessions, is what live sessions cost: the session store, each session's clicks and
+    last list, and whatever per-session state the model keeps beyond its own caps.
+    """
+    import gc
+
+    from stream.core import ClickProcessor
+    from stream.events import Event
+    from stream.models import make_model
+    from stream.sessions import SessionStore
+
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, items, size=sessions * clicks).tolist()
+    names = [f"i{i}" for i in range(items)]
+    p = ClickProcessor(make_model(model))
+
+    def feed(prefix: str, t0: float) -> None:
+        p.sessions = SessionStore(ttl_s=1e9, max_sessions=sessions + 1)
+        j = 0
+        for s in range(sessions):
+            sid = f"{prefix}{s}"
+            for _ in range(clicks):
+                p.process(Event(sid, names[picks[j]], t0 + j * 1e-3))
+                j += 1
+
+    import tracemalloc
+
+    feed("w", 0.0)
+    p.sessions = SessionStore()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        feed("s", 1e6)
+        gc.collect()
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return round(held / 2**20 * 100_000 / sessions, 1)
+
+
 # -- the pieces of a run ------------------------------------------------------------------------
 
 
@@ -330,6 +376,7 @@ class BenchResult:
     mrr_at_20: float
     produce_events_per_s: float = 0.0
     events_processed_publish: int | None = None
+    mb_per_100k_sessions: float | None = None
     per_worker: list[dict[str, Any]] = field(default_factory=list)
     timing: str = ""
 
@@ -348,6 +395,7 @@ def run_bench(
     worker_args: list[str] | None = None,
     bootstrap: str | None = None,
     log: Any = None,
+    session_memory: bool = False,
 ) -> BenchResult:
     """One benchmark run (see the module docstring); ``bootstrap=None`` starts an embedded broker."""
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -396,6 +444,7 @@ def run_bench(
             if raw:
                 ceiling = raw_consume(client, topic, events, publish_to=f"{topic}-ceiling")
                 say(f"kafka-python consume+decode+produce ceiling: {ceiling:,.0f} events/s")
+        per_session = session_memory_mb(model) if session_memory else None
         timing = ("events/s = events / (first batch received -> last batch processed) across workers; "
                   + ("topic filled before the worker started" if workers == 1 else
                      "workers started first, producer ran beside them once the assignment was stable"))
@@ -410,7 +459,7 @@ def run_bench(
             rss_mb_at=run.rss_mb_at, hit_rate_at_20=round(run.hit_rate, 5), mrr_at_20=round(run.mrr, 5),
             produce_events_per_s=round(produce_rate, 1),
             events_processed_publish=pub.events_processed if pub else None,
-            per_worker=run.per_worker, timing=timing,
+            mb_per_100k_sessions=per_session, per_worker=run.per_worker, timing=timing,
         )
 
 
@@ -432,6 +481,7 @@ def table(r: BenchResult) -> str:
         ("peak RSS (largest worker)", f"{r.peak_rss_mb:.1f} MB"),
         ("RSS at events", ", ".join(f"{k}: {v:.1f} MB" for k, v in r.rss_mb_at.items())),
         ("HR@20 / MRR@20", f"{r.hit_rate_at_20:.4f} / {r.mrr_at_20:.4f}"),
+        ("MB per 100k live sessions", "-" if r.mb_per_100k_sessions is None else f"{r.mb_per_100k_sessions:.1f}"),
     ])
     return "\n".join(f"{k:<32} {v}" for k, v in rows)
 

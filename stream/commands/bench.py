@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-raw", action="store_true", help="skip the bare consume loops")
     p.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
                    help="extra worker flag, e.g. --worker-arg=--max-sessions=100000 (repeatable)")
+    p.add_argument("--session-memory", action="store_true",
+                   help="also measure MB per 100k live sessions in-process (tracemalloc)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line (last line)")
     config.add_logging(p)
     p.set_defaults(func=run)
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: need 1 <= --workers <= --partitions")
     result = run_bench(events=args.events, model=args.model, workers=args.workers,
                        partitions=args.partitions, seed=args.seed, publish=not args.no_publish,
-                       raw=not args.no_raw, worker_args=args.worker_arg, bootstrap=args.bootstrap_servers)
+                       raw=not args.no_raw, worker_args=args.worker_arg, bootstrap=args.bootstrap_servers,
+                       session_memory=args.session_memory)
     print(json_line(result) if args.json else table(result), flush=True)
     return 0
