@@ -166,7 +166,10 @@ def raw_consume(client: dict[str, Any], topic: str, n: int, publish_to: str | No
     """Events/s of a bare consume + decode loop (+ produce one small JSON per event when
     ``publish_to``), from the first record received to the ``n``-th."""
     consumer = kafka_io.make_consumer(client, group_id=None)
-    producer = kafka_io.make_producer(client) if publish_to else None
+    producer = None
+    if publish_to:  # like the worker: a one-partition topic, partition given (no key hashing)
+        kafka_io.ensure_topic(client, publish_to, 1)
+        producer = kafka_io.make_producer(client)
     parts = consumer.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     consumer.assign(tps)
@@ -186,7 +189,7 @@ def raw_consume(client: dict[str, Any], topic: str, n: int, publish_to: str | No
                 for rec in records:
                     ev = decode(rec.value, rec.key)
                     if producer is not None and type(ev) is not Invalid:
-                        producer.send(publish_to, key=rec.key, value=dumps(
+                        producer.send(publish_to, key=rec.key, partition=0, value=dumps(
                             {"session_id": ev.session_id, "timestamp": ev.timestamp,
                              "items": [ev.item_id] * 20}))
                 seen += len(records)
