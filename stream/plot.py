@@ -16,6 +16,16 @@ def plot_simulation(monitor: Any, result: dict[str, Any], path: str, title: str 
     import matplotlib.pyplot as plt
 
     checks = list(monitor.checks)
+    # a gap (a new reference being captured after a retrain) breaks the lines instead of bridging it
+    nan = float("nan")
+    step = getattr(monitor, "check_every", 0)
+    broken: list[Any] = []
+    for c in checks:
+        if broken and step and c[0] - broken[-1][0] > 1.5 * step:
+            width = len(c[1])
+            broken.append((broken[-1][0] + step, (nan,) * width, (nan,) * width, nan))
+        broken.append(c)
+    checks = broken
     signals = [s for i, s in enumerate(monitor.signals)
                if any(not math.isnan(c[1][i]) for c in checks)]
     rows = len(signals) + 1
