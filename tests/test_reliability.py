@@ -410,3 +410,27 @@ def test_hostile_ids_stay_within_caps(broker, unique, tmp_path) -> None:
     finally:
         if w.proc.poll() is None:
             w.kill()
+
+
+def test_bad_snapshots_are_refused_with_a_reason(tmp_path, caplog) -> None:
+    """Corrupt, truncated and other-version snapshots are refused, the previous good one used."""
+    import struct
+
+    from stream import checkpoint as ck
+
+    files = SnapshotFiles(tmp_path)
+    files.write(ck.Snapshot({"events": 1}, {("t", 0): 1}, 1))
+    files.write(ck.Snapshot({"events": 2}, {("t", 0): 2}, 2))
+    good = files.current.read_bytes()
+    head = len(ck.MAGIC)
+    other_version = good[:head] + struct.pack(">H", ck.FORMAT_VERSION + 1) + good[head + 2:]
+    flipped = good[:-1] + bytes([good[-1] ^ 1])
+    for bad, why in ((good[:-10], "truncated"), (flipped, "checksum"), (other_version, "version"),
+                     (b"", "magic")):
+        files.current.write_bytes(bad)
+        caplog.clear()
+        snap = files.load()
+        assert snap is not None and snap.events_applied == 1  # the previous good one
+        assert any(why in str(getattr(r, "fields", {}).get("error", "")) for r in caplog.records), why
+    files.previous.write_bytes(b"junk")
+    assert files.load() is None  # nothing usable: a fresh start (from committed offsets)
