@@ -43,11 +43,13 @@ class LatencyRecorder:
     (5, True)
     """
 
-    __slots__ = ("buckets", "_ring", "_pos", "count", "total", "_n", "_drained")
+    __slots__ = ("buckets", "_ring", "_mv", "_size", "_pos", "count", "total", "_n", "_drained")
 
     def __init__(self, ring: int = 100_000, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.buckets = buckets
         self._ring = np.zeros(ring, dtype=np.float64)
+        self._mv = memoryview(self._ring)  # element writes through it cost a third of numpy's
+        self._size = ring
         self._pos = 0
         self._n = 0
         self.count = 0
@@ -56,10 +58,11 @@ class LatencyRecorder:
 
     def record(self, seconds: float) -> None:
         pos = self._pos
-        self._ring[pos] = seconds
+        self._mv[pos] = seconds
         pos += 1
-        self._pos = 0 if pos == len(self._ring) else pos
-        if self._n < len(self._ring):
+        size = self._size
+        self._pos = 0 if pos == size else pos
+        if self._n < size:
             self._n += 1
         self.count += 1
         self.total += seconds

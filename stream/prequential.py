@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+from array import array
 
 
 class Prequential:
@@ -32,8 +32,9 @@ class Prequential:
         self.predictions = 0
         self.hits = 0
         self.rr_sum = 0.0
-        self._w_hit = np.zeros(window, dtype=np.int8)
-        self._w_rr = np.zeros(window, dtype=np.float64)
+        # array, not numpy: per-element reads and writes are 3x cheaper on the per-click path
+        self._w_hit = array("b", bytes(window))
+        self._w_rr = array("d", bytes(8 * window))
         self._pos = 0
         self._w_n = 0
         self._w_hits = 0
@@ -53,12 +54,15 @@ class Prequential:
         self.hits += hit
         self.rr_sum += rr
         pos = self._pos
-        self._w_hits += hit - int(self._w_hit[pos])
-        self._w_rr_sum += rr - float(self._w_rr[pos])
-        self._w_hit[pos] = hit
-        self._w_rr[pos] = rr
-        self._pos = (pos + 1) % self.window
-        if self._w_n < self.window:
+        w_hit, w_rr = self._w_hit, self._w_rr
+        self._w_hits += hit - w_hit[pos]
+        self._w_rr_sum += rr - w_rr[pos]
+        w_hit[pos] = hit
+        w_rr[pos] = rr
+        pos += 1
+        window = self.window
+        self._pos = 0 if pos == window else pos
+        if self._w_n < window:
             self._w_n += 1
         return rr
 

@@ -82,7 +82,8 @@ class SessionStore:
         live = self._live
         if ts > self.watermark:
             self.watermark = ts
-            self._expire(ts)
+            if live and next(iter(live.values())).last_ts < ts - self.ttl_s:  # the oldest expired
+                self._expire(ts)
         s = live.get(session_id)
         if s is not None:
             if ts - s.last_ts <= self.ttl_s:

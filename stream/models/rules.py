@@ -81,10 +81,14 @@ class _RuleModel(SessionModel):
             else:  # weights only grow in the incremental update (SR "linear" can add <= 0)
                 del self._ranked[a]
         if len(row) > 2 * self.max_row:
-            keep = heapq.nlargest(self.max_row, row.items(), key=lambda kv: kv[1])
-            rules[a] = dict(keep)
-            if not 0 < self.pruning <= self.max_row:  # else the top ``pruning`` keep their order
-                self._ranked.pop(a, None)
+            self._prune(a, row)
+
+    def _prune(self, a: int, row: dict[int, float]) -> None:
+        """Keep ``a``'s ``max_row`` heaviest partners (ties: earliest inserted)."""
+        keep = heapq.nlargest(self.max_row, row.items(), key=lambda kv: kv[1])
+        self.rules[a] = dict(keep)
+        if not 0 < self.pruning <= self.max_row:  # else the top ``pruning`` keep their order
+            self._ranked.pop(a, None)
 
     def _rerank(self, a: int, r: list[int], row: dict[int, float], b: int, v: float) -> None:
         """Update the cached ranking ``r`` of ``a`` in place after ``row[b]`` grew to ``v``.
@@ -202,10 +206,32 @@ class SequentialRules(_RuleModel):
 
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
         n = len(history)
-        w = self._w
-        add = self._add
-        for x in range(1, min(self.steps, n) + 1):
-            add(history[n - x], item, w[x])
+        if n:
+            # _add inlined for its common case (the hot loop of the default model)
+            w = self._w
+            rules = self.rules
+            cached = self._ranked
+            pruning = self.pruning
+            overflow = 2 * self.max_row
+            for x in range(1, min(self.steps, n) + 1):
+                a = history[n - x]
+                wx = w[x]
+                row = rules.get(a)
+                if row is None:
+                    row = rules[a] = {}
+                v = row[item] = row.get(item, 0.0) + wx
+                r = cached.get(a)
+                if r is not None:
+                    if wx <= 0.0:
+                        del cached[a]
+                    elif item in r:
+                        i = r.index(item)
+                        if i and row[r[i - 1]] <= v:
+                            self._rerank(a, r, row, item, v)
+                    elif len(r) < pruning or pruning <= 0 or v >= row[r[-1]]:
+                        self._rerank(a, r, row, item, v)
+                if len(row) > overflow:
+                    self._prune(a, row)
         self._pop.add(item, timestamp)
 
 
