@@ -34,3 +34,31 @@ def test_run_bench_against_a_given_broker_and_the_table() -> None:
     assert r.events_processed == 1500 and r.pipeline_publish_events_per_s is None
     text = table(r)
     assert "pipeline" in text and "HR@20" in text
+
+
+def test_cached_rule_rankings_equal_a_full_resort() -> None:
+    """The rule models keep each row's top list up to date in place (a benchmark optimisation);
+    it must always equal session-rec's stable sort of the whole row."""
+    import heapq
+
+    from stream.models.rules import AssociationRules, MarkovChain, SequentialRules
+    from stream.synthetic import SyntheticStream
+
+    models = [SequentialRules(), SequentialRules(pruning=3, max_row=4, weighting="linear", steps=14),
+              SequentialRules(weighting="same", steps=3, pruning=7), AssociationRules(pruning=5, max_row=8),
+              MarkovChain(pruning=0, max_row=10)]
+    history: dict[str, list[int]] = {}
+    names: dict[str, int] = {}
+    for n, ev in enumerate(SyntheticStream(events=6000, seed=2, n_items=150)):
+        item = names.setdefault(ev.item_id, len(names))
+        h = history.setdefault(ev.session_id, [])
+        for m in models:
+            m.learn_one(0, item, ev.timestamp, h)
+            m.recommend(h + [item], ev.timestamp)  # populate the caches as the core does
+        h.append(item)
+        if n % 500 == 0:
+            for m in models:
+                for a, row in m.rules.items():
+                    size = m.pruning if m.pruning > 0 else len(row)
+                    expect = [b for b, _ in sorted(row.items(), key=lambda kv: -kv[1])[:size]]
+                    assert m.ranked(a) == expect == heapq.nlargest(size, row, key=row.__getitem__)
