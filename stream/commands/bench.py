@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Produces N synthetic clicks to a fresh topic, measures a bare kafka-python "
                     "consume+decode loop over it, then runs W real worker processes in one group "
                     "(score, learn, recommend, drift monitor, metrics) until all N are processed, "
-                    "and again publishing every list. Prints a table, or one JSON line with --json.")
+                    "and again publishing every list. With --workers > 1 the workers run with "
+                    "--learn-all-partitions (stream/replica.py). Prints a table, or one JSON line with --json.")
     config.add(p, "--events", default=200_000, type=int, help="synthetic events")
     config.add(p, "--model", default=DEFAULT_MODEL, choices=list(MODELS), help="session model")
     config.add(p, "--workers", default=1, type=int, help="worker processes in the group")
