@@ -77,3 +77,20 @@ def test_two_worker_processes_serve_every_event_exactly_once() -> None:
     for s, other in zip(two.per_worker, counts[::-1]):
         assert 0.9 * other <= s["foreign_learned"] <= other
     assert abs(two.hit_rate - one.hit_rate) <= 0.01
+
+
+def test_a_foreign_session_is_adopted_with_its_history_when_its_partition_moves_here() -> None:
+    from stream.events import Event
+
+    p = ClickProcessor(make_model("sr"))
+    r = Replica(p, {}, "clicks", consumer=False)
+    for i, item in enumerate(["a", "b", "c"]):
+        r.learn(Event("moving", item, float(i)))
+    key = r.shadow.get("moving").key
+    r.adopting = True  # set by assign() when partitions come to this worker
+    ev = Event("moving", "d", 3.0)
+    r.adopt(ev)
+    p.process(ev)
+    s = p.sessions.get("moving")
+    assert s is not None and s.key == key and r.shadow.get("moving") is None
+    assert p.items.names(s.items) == ["a", "b", "c", "d"] and r.adopted == 1
