@@ -1,0 +1,64 @@
+"""The worker runs the drift monitor on the live stream: a new catalogue raises retraining due."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from stream import kafka_io
+from stream.broker import free_port
+from stream.producer import produce_events
+from stream.synthetic import SyntheticStream
+
+pytestmark = pytest.mark.broker
+
+
+def scrape(port: int) -> dict[str, float]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("streamrec_") and " " in line:
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_new_catalog_sets_retraining_due_on_metrics(broker, unique) -> None:
+    cfg = {"bootstrap_servers": broker.bootstrap}
+    topic = f"drift-{unique}"
+    kafka_io.ensure_topic(cfg, topic, 1)
+    port = free_port()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", broker.bootstrap,
+         "--topic", topic, "--group", f"g-{unique}", "--model", "sr", "--metrics-port", str(port),
+         "--on-drift", "alert", "--reference-events", "5000", "--check-every", "250",
+         "--drift-warmup", "500", "--session-timeout-ms", "6000", "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        events = SyntheticStream(events=12_000, seed=1, scenario="new-catalog", drift_at=8_000)
+        produce_events(cfg, topic, events, show_progress=False)
+        seen: dict[str, float] = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                pytest.fail(f"worker exited: {worker.stderr.read().decode()[-3000:]}")
+            seen = scrape(port)
+            if seen.get("streamrec_events_processed_total", 0) >= 12_000:
+                break
+            time.sleep(0.5)
+        assert seen.get("streamrec_events_processed_total") == 12_000
+        assert seen["streamrec_retraining_due"] == 1.0
+        assert seen['streamrec_drift_detected{signal="new_items"}'] == 1.0
+        assert seen['streamrec_drift_score{signal="new_items"}'] > seen['streamrec_drift_threshold{signal="new_items"}']
+        assert seen["streamrec_reference_events"] == 5000
+    finally:
+        worker.terminate()
+        worker.wait(30)
