@@ -9,10 +9,20 @@ the noise. The threshold is the ``1 - alpha`` quantile of those scores, never be
 floor (and, with persistence, never below what the persistence rule would have needed to fire
 inside the reference): with no drift about one check in ``1/alpha`` exceeds it. The sorted pseudo-window scores are
 kept, so a live score also gets a p-value, which the monitor's persistence rule accumulates.
+
+Beyond the largest pseudo-window score the empirical p-value stops at ``1/(n+1)`` (about 1/2,000
+for a 50,000-click reference), which would make a massive shift look no more surprising than the
+noisiest reference window. There the p-value comes from a peaks-over-threshold fit instead: the
+exceedances of the pseudo-window scores over their ``1 - tail`` quantile ``u`` are modelled as
+exponential (a generalised Pareto tail of shape 0) with the mean excess ``beta`` as scale, so
+``p(s) = tail * exp(-(s - u) / beta)``. The scores are maxima/sums of many small binned shares, so
+their true tails are close to Gaussian, lighter than exponential: the fitted tail overstates p far
+out, i.e. it errs on the quiet side.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -27,11 +37,20 @@ class Calibration(NamedTuple):
     run_max: float  # the largest run minimum over ``persistence`` consecutive windows of the reference
     replicates: int
     null: np.ndarray  # the sorted pseudo-window scores (for p-values)
+    tail_u: float = math.inf  # where the fitted exponential tail starts (the 1 - tail quantile)
+    tail_beta: float = 0.0  # its scale: mean excess of the pseudo-window scores over tail_u
+    tail_share: float = 0.0  # share of pseudo-windows above tail_u
 
     def p_value(self, score: float) -> float:
-        """Share of pseudo-windows scoring at least ``score`` (with the +1 of a permutation test)."""
-        n = len(self.null)
-        return (1 + n - int(np.searchsorted(self.null, score, side="left"))) / (n + 1)
+        """Share of pseudo-windows scoring at least ``score`` (with the +1 of a permutation test);
+        beyond the largest one, the fitted exponential tail (never above the empirical floor)."""
+        null = self.null
+        n = len(null)
+        if n and score > null[-1] and self.tail_share > 0.0:
+            if self.tail_beta <= 0.0:
+                return 0.0
+            return min(1.0 / (n + 1), self.tail_share * math.exp(-(score - self.tail_u) / self.tail_beta))
+        return (1 + n - int(np.searchsorted(null, score, side="left"))) / (n + 1)
 
 
 def calibrate(
@@ -41,6 +60,7 @@ def calibrate(
     alpha: float = 0.01,
     floor: float = 0.0,
     persistence: int = 1,
+    tail: float = 0.1,
 ) -> Calibration | None:
     """Threshold of ``score`` at false-alarm rate ``alpha`` from reference sub-blocks.
 
@@ -61,6 +81,8 @@ def calibrate(
         signal has long memory (a long session spans many windows), so the threshold is also at
         least the largest minimum score over ``persistence`` consecutive (tumbling) pseudo-windows:
         the persistence rule would not have fired anywhere inside the reference itself.
+    tail
+        Share of the pseudo-window scores that the exponential tail is fitted to (the top ones).
 
     Returns ``None`` when the reference has too few blocks to calibrate (fewer than four windows).
 
@@ -72,8 +94,10 @@ def calibrate(
     >>> c = calibrate(blocks, linf, window_blocks=10, alpha=0.01)
     >>> 0.02 < c.threshold < 0.08, c.replicates
     (True, 491)
-    >>> c.p_value(0.0), round(c.p_value(1.0), 5)  # 1 / (491 + 1)
-    (1.0, 0.00203)
+    >>> c.p_value(0.0), c.p_value(c.null[-1] + 1e-6) <= 1 / (491 + 1)  # past the largest: the tail
+    (1.0, True)
+    >>> c.p_value(0.2) < 1e-10  # far beyond the reference's noise: the fitted tail
+    True
     """
     blocks = np.asarray(blocks, dtype=np.float64)
     n = len(blocks)
@@ -96,5 +120,9 @@ def calibrate(
         if np.isfinite(runs).any():
             run_max = float(np.nanmax(runs))
     threshold = max(q, run_max, floor)
+    null = np.sort(scores)
+    u = float(np.quantile(null, 1.0 - tail))
+    above = null[null > u]
+    beta = float((above - u).mean()) if len(above) else 0.0
     return Calibration(threshold, float(scores.mean()), float(scores.std()), q, run_max, len(scores),
-                       np.sort(scores))
+                       null, u, beta, len(above) / len(null))

@@ -60,10 +60,16 @@ class DriftMonitor:
         Target share of checks over the threshold under no drift (per signal).
     persistence
         A signal counts as detected after ``persistence`` consecutive checks over its threshold,
-        or sooner (never in fewer than 2) when the evidence of the run of checks, the sum of
-        ``log(1/p)`` with ``p`` each check's p-value against the calibration windows, reaches
-        ``persistence * log(1/alpha)`` — what ``persistence`` checks right at the threshold give.
-        A check under the threshold resets both.
+        or sooner when the evidence of the run of checks, the sum of ``log(1/p)`` with ``p`` each
+        check's p-value against the calibration windows, reaches ``persistence * log(1/alpha)`` —
+        what ``persistence`` checks right at the threshold give (never in fewer than 2). A check
+        under the threshold resets both.
+    false_alarm_events
+        Target clicks between false alarms of a single check: one check alone is a detection when
+        its p-value is at most ``check_every / (false_alarm_events * signals)`` (Bonferroni over
+        the active signals). Beyond the reference's noisiest pseudo-window the p-value comes from
+        the tail fitted to the pseudo-window scores (:mod:`monitoring.drift.calibration`), so a
+        shift far outside the reference's noise is detected on the first check after it.
     warmup
         Clicks ignored at start-up, while the session store fills (not after a retrain).
     top_items, top_categories
@@ -108,13 +114,14 @@ class DriftMonitor:
         buffer_events: int = 50_000,
         signals: tuple[str, ...] = SIGNALS,
         history: int = 100_000,
+        false_alarm_events: float = 1e8,
     ) -> None:
         if check_every < subblocks or check_every % subblocks:
             raise ValueError("check_every must be a positive multiple of subblocks")
         if reference_events < 4 * check_every:
             raise ValueError("reference_events must hold at least 4 windows of check_every clicks")
-        if not 0 < alpha < 1 or persistence < 1 or warmup < 0:
-            raise ValueError("0 < alpha < 1, persistence >= 1, warmup >= 0")
+        if not 0 < alpha < 1 or persistence < 1 or warmup < 0 or false_alarm_events < check_every:
+            raise ValueError("0 < alpha < 1, persistence >= 1, warmup >= 0, false_alarm_events >= check_every")
         unknown = set(signals) - set(SIGNALS)
         if unknown:
             raise ValueError(f"unknown signals {sorted(unknown)}; choose from {', '.join(SIGNALS)}")
@@ -131,6 +138,7 @@ class DriftMonitor:
         self.buffer_events = buffer_events
         self.signals = tuple(signals)
         self.history = history
+        self.false_alarm_events = false_alarm_events
 
         self.policy = make_policy(on_drift, buffer_events) if isinstance(on_drift, str) else on_drift
         self._buffer = self.policy.buffer
@@ -155,6 +163,7 @@ class DriftMonitor:
         self._streak: dict[str, int] = dict.fromkeys(self.signals, 0)
         self._evidence: dict[str, float] = dict.fromkeys(self.signals, 0.0)
         self._needed = persistence * math.log(1.0 / alpha)
+        self._single = math.inf  # evidence of one check alone that is a detection (set at calibration)
         self._last_ts: dict[int, float] = {}
         self._cat_ids: dict[str, int] = {}
         self._max_cats = 10_000
@@ -266,6 +275,8 @@ class DriftMonitor:
             self.calibration[s] = cal
             self.threshold[s] = cal.threshold
             self._ref_totals[s] = blocks.sum(axis=0)
+        if self.calibration:
+            self._single = math.log(self.false_alarm_events * len(self.calibration) / self.check_every)
         self._item_bucket = frozen.item_bucket
         self._n_item_bucket = len(frozen.item_bucket)
         self._pop_other = len(frozen.top_items)
@@ -324,9 +335,12 @@ class DriftMonitor:
                 self.raw_detections[s] += 1
                 self.raw_events[s].append(n)
                 self._streak[s] += 1
-                self._evidence[s] += -math.log(cal.p_value(score))
+                p = cal.p_value(score)
+                surprise = -math.log(p) if p > 0.0 else math.inf
+                self._evidence[s] += surprise
                 streak = self._streak[s]
-                held = streak >= self.persistence or (streak >= 2 and self._evidence[s] >= self._needed)
+                held = (streak >= self.persistence or surprise >= self._single
+                        or (streak >= 2 and self._evidence[s] >= self._needed))
                 if held and not self.detected[s]:
                     self.detected[s] = True
                     self.detections[s].append(n)
