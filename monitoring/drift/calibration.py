@@ -61,6 +61,7 @@ def calibrate(
     floor: float = 0.0,
     persistence: int = 1,
     tail: float = 0.1,
+    stride: int | None = None,
 ) -> Calibration | None:
     """Threshold of ``score`` at false-alarm rate ``alpha`` from reference sub-blocks.
 
@@ -81,6 +82,9 @@ def calibrate(
         signal has long memory (a long session spans many windows), so the threshold is also at
         least the largest minimum score over ``persistence`` consecutive (tumbling) pseudo-windows:
         the persistence rule would not have fired anywhere inside the reference itself.
+    stride
+        Sub-blocks between consecutive checks (default ``window_blocks``: tumbling windows; fewer
+        for a sliding window checked more often than it turns over), for the run minimum above.
     tail
         Share of the pseudo-window scores that the exponential tail is fitted to (the top ones).
 
@@ -112,11 +116,12 @@ def calibrate(
         return None
     q = float(np.quantile(scores, 1.0 - alpha))
     run_max = 0.0
-    span = (persistence - 1) * window_blocks
+    step = window_blocks if stride is None else stride
+    span = (persistence - 1) * step
     if persistence > 1 and len(all_scores) > span:
         runs = all_scores[: len(all_scores) - span].copy()
         for i in range(1, persistence):
-            runs = np.minimum(runs, all_scores[i * window_blocks: len(all_scores) - span + i * window_blocks])
+            runs = np.minimum(runs, all_scores[i * step: len(all_scores) - span + i * step])
         if np.isfinite(runs).any():
             run_max = float(np.nanmax(runs))
     threshold = max(q, run_max, floor)
@@ -126,3 +131,69 @@ def calibrate(
     beta = float((above - u).mean()) if len(above) else 0.0
     return Calibration(threshold, float(scores.mean()), float(scores.std()), q, run_max, len(scores),
                        null, u, beta, len(above) / len(null))
+
+
+def calibrate_long(
+    blocks: np.ndarray,
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    window_blocks: int,
+    long_windows: int,
+    persistence: int,
+    rate: float,
+    floor: float = 0.0,
+    windows: int = 20_000,
+    tail: float = 0.1,
+    seed: int = 0,
+    block_windows: int | None = None,
+) -> float | None:
+    """Threshold of a sliding window of ``long_windows`` check windows, checked every window.
+
+    A 50,000-click reference holds only ~25 disjoint 2,000-click windows, too few for a quantile,
+    and sliding windows overlap, so the reference's own long windows cannot calibrate it. Instead a
+    moving-block bootstrap: a stream of ``windows`` check windows made of runs of
+    ``block_windows`` (default ``long_windows``) consecutive check windows of the reference, each
+    run starting at a random sub-block (so correlation within sessions, and between neighbouring
+    windows up to the long window's length, is kept), its sliding long windows scored against the rest of the reference, and
+    the minimum over ``persistence`` consecutive checks taken (what the persistence rule sees). The
+    threshold is where an exponential tail fitted to the top ``tail`` of those run minima is
+    crossed at ``rate`` per check (e.g. ``check_every / (false_alarm_events * signals)``), never
+    below the largest run minimum of the bootstrap stream nor ``floor``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> blocks = rng.multinomial(25, [0.5, 0.3, 0.2], size=2_000)  # 50,000 clicks
+    >>> from monitoring.drift.signals import linf
+    >>> t = calibrate_long(blocks, linf, 10, 8, 5, rate=1e-7, windows=4_000)
+    >>> short = calibrate(blocks, linf, window_blocks=10, alpha=0.01).threshold
+    >>> 0.0 < t < short
+    True
+    """
+    blocks = np.asarray(blocks, dtype=np.float64)
+    n = len(blocks)
+    if n < 4 * window_blocks * long_windows or blocks.sum() == 0:
+        return None
+    csum = np.vstack([np.zeros((1, blocks.shape[1])), np.cumsum(blocks, axis=0)])
+    short = csum[window_blocks:] - csum[:-window_blocks]
+    rng = np.random.default_rng(seed)
+    bw = long_windows if block_windows is None else block_windows
+    span = bw * window_blocks
+    starts = rng.integers(0, n - span + 1, size=-(-windows // bw))
+    seq = short[(starts[:, None] + np.arange(0, span, window_blocks)[None, :]).ravel()]
+    c = np.vstack([np.zeros((1, seq.shape[1])), np.cumsum(seq, axis=0)])
+    long = c[long_windows:] - c[:-long_windows]
+    rest = np.clip(csum[-1] - long, 0.0, None)
+    scores = np.nan_to_num(score(rest, long), nan=-np.inf)
+    m = len(scores) - persistence + 1
+    runs = scores[:m].copy()
+    for i in range(1, persistence):
+        runs = np.minimum(runs, scores[i: m + i])
+    runs = np.sort(runs[np.isfinite(runs)])
+    if len(runs) == 0:
+        return None
+    u = float(np.quantile(runs, 1.0 - tail))
+    above = runs[runs > u]
+    beta = float((above - u).mean()) if len(above) else 0.0
+    share = len(above) / len(runs)
+    t = u + beta * math.log(share / rate) if share > rate else float(runs[-1])
+    return max(t, float(runs[-1]), floor)

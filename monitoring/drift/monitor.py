@@ -3,7 +3,14 @@
 Per click it only bins the event and bumps counters (O(1), a handful of list operations). Every
 ``check_every`` clicks it scores each signal's live window against the reference, compares the
 score with its calibrated threshold, and raises ``retraining_due`` once any signal has exceeded its
-threshold for long enough (persistence, below). Life cycle::
+threshold for long enough (persistence, below). Two time scales per signal: the check window itself
+(abrupt changes: a score far beyond the reference's noise is a detection on the first check after
+it, by the fitted tail of :mod:`monitoring.drift.calibration`) and a sliding window of the last
+``long_checks`` check windows (slow drifts: about ``sqrt(long_checks)`` times less noise). Both are
+calibrated for the same target rate of false alarms (``false_alarm_events``); the per-click cost is
+unchanged and the long window adds ``long_checks`` small histograms per signal, pushed once per
+check. Calibrating the long window (a bootstrap of 20,000 windows per signal) takes ~0.2 s per
+signal at each (re)capture of the reference. Life cycle::
 
     warm-up (sessions fill) -> capture the reference -> calibrate -> live checks
                                         ^                                   |
@@ -19,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from monitoring.drift.calibration import Calibration, calibrate
+from monitoring.drift.calibration import Calibration, calibrate, calibrate_long
 from monitoring.drift.policy import AlertPolicy, RetrainPolicy, make_policy
 from monitoring.drift.reference import Frozen, Reference
 from monitoring.drift.signals import (
@@ -64,6 +71,14 @@ class DriftMonitor:
         check's p-value against the calibration windows, reaches ``persistence * log(1/alpha)`` —
         what ``persistence`` checks right at the threshold give (never in fewer than 2). A check
         under the threshold resets both.
+    long_checks
+        A second, longer window per signal: the last ``long_checks`` check windows, scored at every
+        check (sliding). It is detected after ``persistence`` consecutive checks over its own
+        threshold, calibrated by a moving-block bootstrap of the reference
+        (:func:`~monitoring.drift.calibration.calibrate_long`) for the same per-check false-alarm
+        rate as a single check (``false_alarm_events``). Its noise is about
+        ``sqrt(long_checks)`` times smaller, so a slow drift crosses its threshold much earlier.
+        ``0`` disables it. Memory: ``long_checks`` small histograms per signal.
     false_alarm_events
         Target clicks between false alarms of a single check: one check alone is a detection when
         its p-value is at most ``check_every / (false_alarm_events * signals)`` (Bonferroni over
@@ -115,6 +130,7 @@ class DriftMonitor:
         signals: tuple[str, ...] = SIGNALS,
         history: int = 100_000,
         false_alarm_events: float = 1e8,
+        long_checks: int = 8,
     ) -> None:
         if check_every < subblocks or check_every % subblocks:
             raise ValueError("check_every must be a positive multiple of subblocks")
@@ -139,6 +155,11 @@ class DriftMonitor:
         self.signals = tuple(signals)
         self.history = history
         self.false_alarm_events = false_alarm_events
+        self.long_checks = long_checks
+        self.long_threshold: dict[str, float] = {}
+        self._ring: dict[str, deque[np.ndarray]] = {}
+        self._long_sum: dict[str, np.ndarray] = {}
+        self._lstreak: dict[str, int] = dict.fromkeys(self.signals, 0)
 
         self.policy = make_policy(on_drift, buffer_events) if isinstance(on_drift, str) else on_drift
         self._buffer = self.policy.buffer
@@ -263,6 +284,9 @@ class DriftMonitor:
         self._frozen = frozen
         self._ref = None
         self.calibration = {}
+        self.long_threshold = {}
+        self._ring = {}
+        self._long_sum = {}
         self._ref_totals: dict[str, np.ndarray] = {}
         for s in self.signals:
             blocks = frozen.blocks.get(s)
@@ -276,7 +300,14 @@ class DriftMonitor:
             self.threshold[s] = cal.threshold
             self._ref_totals[s] = blocks.sum(axis=0)
         if self.calibration:
-            self._single = math.log(self.false_alarm_events * len(self.calibration) / self.check_every)
+            rate = self.check_every / (self.false_alarm_events * len(self.calibration))
+            self._single = -math.log(rate)
+            if self.long_checks > 1:
+                for s in self.calibration:
+                    t = calibrate_long(frozen.blocks[s], SCORES[s][0], self.subblocks, self.long_checks,
+                                       self.persistence, rate, SCORES[s][2])
+                    if t is not None:
+                        self.long_threshold[s] = t
         self._item_bucket = frozen.item_bucket
         self._n_item_bucket = len(frozen.item_bucket)
         self._pop_other = len(frozen.top_items)
@@ -310,6 +341,7 @@ class DriftMonitor:
         for s in self.signals:
             self._streak[s] = 0
             self._evidence[s] = 0.0
+            self._lstreak[s] = 0
             self.detected[s] = False
             self.score[s] = _NAN
 
@@ -331,20 +363,32 @@ class DriftMonitor:
             ref = self._ref_totals[s]
             score = float(SCORES[s][0](ref, live)) if live.sum() >= self.min_count else _NAN
             self.score[s] = score
-            if score > cal.threshold:
-                self.raw_detections[s] += 1
-                self.raw_events[s].append(n)
-                self._streak[s] += 1
-                p = cal.p_value(score)
-                surprise = -math.log(p) if p > 0.0 else math.inf
-                self._evidence[s] += surprise
-                streak = self._streak[s]
-                held = (streak >= self.persistence or surprise >= self._single
-                        or (streak >= 2 and self._evidence[s] >= self._needed))
+            held_long = self._long_check(s, ref, live)
+            if score > cal.threshold or held_long:
+                held = held_long
+                if score > cal.threshold:
+                    self.raw_detections[s] += 1
+                    self.raw_events[s].append(n)
+                    self._streak[s] += 1
+                    p = cal.p_value(score)
+                    surprise = -math.log(p) if p > 0.0 else math.inf
+                    self._evidence[s] += surprise
+                    streak = self._streak[s]
+                    held = held or (streak >= self.persistence or surprise >= self._single
+                                    or (streak >= 2 and self._evidence[s] >= self._needed))
+                else:
+                    self._streak[s] = 0
+                    self._evidence[s] = 0.0
                 if held and not self.detected[s]:
                     self.detected[s] = True
                     self.detections[s].append(n)
-                    self.reasons[s] = self._why(s, ref, live, score, cal.threshold)
+                    if held_long:  # the long window's figures
+                        total = self._long_sum[s]
+                        lscore = float(SCORES[s][0](ref, total))
+                        self.reasons[s] = (self._why(s, ref, total, lscore, self.long_threshold[s])
+                                           + f" (window of the last {self.long_checks * self.check_every} clicks)")
+                    else:
+                        self.reasons[s] = self._why(s, ref, live, score, cal.threshold)
                     self.alarms.append({"event": n, "timestamp": self.last_ts, "signal": s,
                                         "reason": self.reasons[s]})
                     log_event(log, f"drift detected on {s}", logging.WARNING, event=n, signal=s,
@@ -367,6 +411,28 @@ class DriftMonitor:
             log_event(log, "retraining due", logging.WARNING, event=n, signals=",".join(fired),
                       policy=self.policy.name, reason=self.due_reason)
             self.policy.on_due(self)
+
+    def _long_check(self, s: str, ref: np.ndarray, live: np.ndarray) -> bool:
+        """Push this check's window into the signal's long window; whether the long one is held."""
+        threshold = self.long_threshold.get(s)
+        if threshold is None:
+            return False
+        ring = self._ring.get(s)
+        if ring is None:
+            ring = self._ring[s] = deque()
+            self._long_sum[s] = np.zeros_like(live)
+        total = self._long_sum[s]
+        ring.append(live)
+        total += live
+        if len(ring) > self.long_checks:
+            total -= ring.popleft()
+        if len(ring) < self.long_checks or total.sum() < self.min_count:
+            return False
+        if float(SCORES[s][0](ref, total)) <= threshold:
+            self._lstreak[s] = 0
+            return False
+        self._lstreak[s] += 1
+        return self._lstreak[s] >= self.persistence
 
     def _why(self, s: str, ref: np.ndarray, live: np.ndarray, score: float, threshold: float) -> str:
         desc = SCORES[s][1]
@@ -417,4 +483,5 @@ class DriftMonitor:
             "retrains": self.retrains,
             "alarms": list(self.alarms),
             "thresholds": {s: round(c.threshold, 5) for s, c in self.calibration.items()},
+            "long_thresholds": {s: round(t, 5) for s, t in self.long_threshold.items()},
         }
