@@ -120,3 +120,19 @@ def test_bad_parameters_are_refused():
         DriftMonitor(signals=("popularity", "nope"))
     with pytest.raises(ValueError):
         DriftMonitor(on_drift="panic")
+
+
+def test_a_shift_far_beyond_the_noise_is_detected_on_the_first_check_after_it():
+    m, _ = run("popularity-shift")  # checks every 500 from 5,500: 10,500 is the first after the drift
+    assert m.due_events[0] == 10_500
+    assert m.detections["popularity"][0] == 10_500
+    m, _ = run("popularity-shift", false_alarm_events=1e300)  # no single-check rule: persistence needed
+    assert m.due_events[0] > 10_500
+
+
+def test_long_window_is_calibrated_below_the_check_window_and_quiet_without_drift():
+    m, _ = run("none", events=40_000, reference_events=10_000, check_every=250, warmup=1_000)
+    assert "popularity" in m.long_threshold and set(m.long_threshold) <= set(m.calibration)
+    assert m.long_threshold["popularity"] < m.threshold["popularity"]
+    assert not m.retraining_due
+    assert DriftMonitor(long_checks=0).long_threshold == {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitoring.drift.calibration import calibrate
+from monitoring.drift.calibration import calibrate, calibrate_long
 from monitoring.drift.reference import Reference
 from monitoring.drift.signals import GAP_BINS, POSITION_BINS, drop, excess, gap_bin, ks, linf, position_bin
 
@@ -65,3 +65,22 @@ def test_reference_is_bounded_and_new_items_calibrate_on_the_second_half():
     assert unseen.shape == (5, 2) and unseen[:, 1].sum() / unseen.sum() == pytest.approx(0.2)
     assert f.blocks["popularity"].shape == (10, 6)
     assert f.vocab == 100 + 995 + 1 and "category" not in f.blocks
+
+
+def test_p_values_past_the_noisiest_pseudo_window_come_from_the_fitted_tail():
+    rng = np.random.default_rng(3)
+    c = calibrate(rng.multinomial(100, [0.5, 0.3, 0.2], size=1_000), linf, window_blocks=10)
+    top = float(c.null[-1])
+    ps = [c.p_value(top + d) for d in (1e-9, 0.02, 0.05, 0.1, 0.3)]
+    assert ps == sorted(ps, reverse=True) and ps[0] <= 1 / (c.replicates + 1)
+    assert ps[-1] < 1e-12
+    assert c.tail_u < top and c.tail_beta > 0 and 0 < c.tail_share <= 0.11
+
+
+def test_long_window_threshold_lies_between_the_noise_and_the_check_window_threshold():
+    rng = np.random.default_rng(4)
+    blocks = rng.multinomial(25, [0.5, 0.3, 0.2], size=2_000)
+    short = calibrate(blocks, linf, window_blocks=10).threshold
+    long = calibrate_long(blocks, linf, 10, 8, persistence=5, rate=1e-7)
+    assert long is not None and 0.01 < long < short
+    assert calibrate_long(blocks[:100], linf, 10, 8, persistence=5, rate=1e-7) is None  # too short

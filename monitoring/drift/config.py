@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser | Any, on_drift: str = "alert"
         help="consecutive checks over threshold before a signal counts as detected")
     add(parser, "--drift-warmup", default=2_000, type=int, help="clicks ignored at start-up before the reference")
     add(parser, "--buffer-events", default=50_000, type=int, help="recent clicks kept to retrain from")
+    add(parser, "--long-checks", default=8, type=int,
+        help="check windows in the sliding long window (slow drifts); 0 disables it")
     add(parser, "--false-alarm-events", default=1e8, type=float,
         help="target clicks between false alarms of one check alone (a single check far beyond the "
              "reference's noise is a detection)")
@@ -47,6 +49,7 @@ def from_args(args: argparse.Namespace, **overrides: Any) -> DriftMonitor:
         "warmup": args.drift_warmup,
         "buffer_events": args.buffer_events,
         "false_alarm_events": getattr(args, "false_alarm_events", 1e8),
+        "long_checks": getattr(args, "long_checks", 8),
     }
     params.update(overrides)
     return DriftMonitor(**params)
