@@ -3,6 +3,7 @@ session exclusion, fallback, and a real-data replay of yoochoose-100k."""
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from pathlib import Path
@@ -302,3 +303,138 @@ def test_yoochoose_replay_hit_rate(name, params, floor):
         if m.index.session_items(sk) and sk in dict(m.neighbours([it], t, session=sk)):
             stream_hits += 1
     assert stream_hits == 0
+
+
+# -- compiled kernel == numpy path -----------------------------------------------------------
+
+KERNEL_CASES = [
+    ("sknn", {"k": 10, "sample_size": 50}),
+    ("sknn", {"k": 20, "sample_size": 100, "similarity": "cosine", "remind": True}),
+    ("sknn", {"k": 20, "sample_size": 0, "similarity": "binary", "pop_boost": 0.5}),
+    ("vsknn", {"k": 10, "sample_size": 50}),
+    (
+        "vsknn",
+        {
+            "k": 20,
+            "sample_size": 200,
+            "similarity": "cosine",
+            "weighting": "log",
+            "weighting_score": "linear",
+            "idf_weighting": 1,
+            "remind": False,
+        },
+    ),
+    (
+        "vsknn",
+        {
+            "k": 20,
+            "sample_size": 200,
+            "weighting": "quadratic",
+            "weighting_score": "quadratic",
+            "push_reminders": True,
+        },
+    ),
+    ("stan", {"k": 10, "sample_size": 50}),
+    ("stan", {"k": 20, "sample_size": 200, "lambda_spw": None, "lambda_snh": None, "remind": False}),
+    ("vstan", {"k": 10, "sample_size": 50}),
+    ("vstan", {"k": 100, "sample_size": 500, "lambda_inh": None, "lambda_idf": None}),
+]
+
+
+def _same(m, queries) -> int:
+    """Replay ``queries`` through the kernel and the numpy path of ``m``; returns queries checked."""
+    kernel = m._kernel
+    for j, (hist, t, sess) in enumerate(queries):
+        out = []
+        full = j % 3 == 0  # neighbours and all scores on every third query, rankings on all
+        for path in (kernel, None):
+            m._kernel = path
+            nb = m.neighbours(hist, t, sess) if full else []
+            out.append((nb, m.scores(hist, t, sess) if full else {}, m.recommend(hist, t, 20, sess)))
+        m._kernel = kernel
+        (nk, sk, rk), (nn, sn, rn) = out
+        assert [s for s, _ in nk] == [s for s, _ in nn]
+        assert [v for _, v in nk] == pytest.approx([v for _, v in nn], rel=1e-12)
+        assert sorted(sk) == sorted(sn)
+        assert [sk[i] for i in sorted(sk)] == pytest.approx([sn[i] for i in sorted(sn)], rel=1e-12)
+        assert rk == rn, (hist, rk, rn)
+    return len(queries)
+
+
+@pytest.mark.parametrize("coarse", [False, True])
+@pytest.mark.parametrize("name,params", KERNEL_CASES)
+def test_kernel_matches_numpy_on_synthetic_stream(name, params, coarse):
+    """Same neighbours, scores and rankings (incl. ties: coarse timestamps make many sessions
+    equally recent, SKNN's set similarities and small samples make many equal scores)."""
+    from stream.synthetic import SyntheticStream
+
+    m = make_model(name, **params)
+    if m._kernel is None:
+        pytest.skip("numba is not importable: only the numpy path exists")
+    items: dict[str, int] = {}
+    sessions: dict[str, int] = {}
+    hist: dict[int, list[int]] = {}
+    queries = []
+    for j, e in enumerate(SyntheticStream(events=5500, seed=3, n_items=300)):
+        s = sessions.setdefault(e.session_id, len(sessions))
+        i = items.setdefault(e.item_id, len(items))
+        t = float(int(e.timestamp) // 20) if coarse else e.timestamp
+        h = hist.setdefault(s, [])
+        h.append(i)
+        if j >= 3000 and j % 10 == 0:
+            queries.append((list(h), t, s if j % 20 else None))
+        m.learn_one(s, i, t, h)
+        if j >= 3000 and j % 10 == 0:
+            assert _same(m, [queries[-1]])
+    assert len(queries) >= 250
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} is absent")
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("sknn", {"k": 100, "sample_size": 500, "similarity": "cosine"}),
+        (
+            "vsknn",
+            {
+                "k": 100,
+                "sample_size": 500,
+                "weighting": "quadratic",
+                "weighting_score": "quadratic",
+                "idf_weighting": 1,
+            },
+        ),
+        ("stan", {"k": 100, "sample_size": 5000}),
+        ("vstan", {"k": 100, "sample_size": 5000}),
+    ],
+)
+def test_kernel_matches_numpy_on_yoochoose(name, params):
+    m = make_model(name, **params)
+    if m._kernel is None:
+        pytest.skip("numba is not importable: only the numpy path exists")
+    train, queries = _yoochoose_queries(300)
+    for s, i, t in train:
+        m.learn_one(s, i, t, [])
+    assert _same(m, queries) == 300
+
+
+@functools.cache
+def _yoochoose_queries(n: int) -> tuple[list[tuple[int, int, float]], list]:
+    """Training clicks (item ints) and the first ``n`` test queries (history, timestamp, None)."""
+    ids: dict[int, int] = {}
+    train = [
+        (s, ids.setdefault(i, len(ids)), t)
+        for s, i, t in _read(DATA / "yoochoose-clicks-100k_train_full.txt")
+    ]
+    queries = []
+    prev, hist = None, []
+    for s, i, t in _read(DATA / "yoochoose-clicks-100k_test.txt"):
+        it = ids.setdefault(i, len(ids))
+        if s != prev:
+            prev, hist = s, []
+        elif len(queries) < n:
+            queries.append((list(hist), t, None))
+        else:
+            break
+        hist.append(it)
+    return train, queries

@@ -42,8 +42,10 @@ weights, its similarity and its per-neighbour item contributions.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 
@@ -99,6 +101,7 @@ class SessionIndex:
         self.time = np.zeros(1024, dtype=np.float64)
         self.n_unique = np.zeros(1024, dtype=np.int64)
         self._scratch = np.zeros(1024, dtype=np.int64)  # slot -> compact candidate id
+        self.mark = np.zeros(1024, dtype=np.int64)  # the compiled kernel's marker, 0 between queries
         # segmented store: slot s owns flat[:, start[s] : start[s] + capa[s]], n_unique[s] used
         self._start = np.zeros(1024, dtype=np.int64)
         self._capa = np.zeros(1024, dtype=np.int64)
@@ -165,6 +168,7 @@ class SessionIndex:
                 self.time = _grow(self.time, slot + 1)
                 self.n_unique = _grow(self.n_unique, slot + 1)
                 self._scratch = _grow(self._scratch, slot + 1)
+                self.mark = _grow(self.mark, slot + 1)
                 self._start = _grow(self._start, slot + 1)
                 self._capa = _grow(self._capa, slot + 1)
         self.time[slot] = -np.inf
@@ -324,8 +328,14 @@ class SessionIndex:
         if m <= 0 or slots.size <= m:
             return slots, values
         t = self.time[slots]
-        sel = np.argpartition(t, slots.size - m)[slots.size - m :]
-        return slots[sel], values[sel]
+        thr = np.partition(t, slots.size - m)[slots.size - m]
+        keep = t > thr
+        eq = np.flatnonzero(t == thr)
+        need = m - int(np.count_nonzero(keep))
+        if eq.size > need:  # at the threshold time, the larger slots (deterministic)
+            eq = eq[np.argsort(-slots[eq], kind="stable")[:need]]
+        keep[eq] = True
+        return slots[keep], values[keep]
 
     def gather(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flatten the sessions ``slots``: ``(items, last_positions, lengths)``."""
@@ -342,6 +352,26 @@ class SessionIndex:
         ok = ev > 0
         out[ok] = np.log(self.n_sessions_seen / ev[ok])
         return out
+
+
+_KERNEL: list[ModuleType | None] = []
+
+
+def load_kernel() -> ModuleType | None:
+    """The compiled kernel module :mod:`stream.models.knn_kernel`, or ``None`` (numpy path).
+
+    ``None`` when numba is not importable or ``STREAMREC_KNN_KERNEL=0``; imported once per process
+    (the kernels themselves compile on first call, or load from numba's on-disk cache).
+    """
+    if not _KERNEL:
+        mod: ModuleType | None = None
+        if os.environ.get("STREAMREC_KNN_KERNEL", "1") not in ("0", "false", "no", "off"):
+            try:
+                from stream.models import knn_kernel as mod
+            except ImportError:
+                mod = None
+        _KERNEL.append(mod)
+    return _KERNEL[0]
 
 
 def _grow(a: np.ndarray, need: int) -> np.ndarray:
@@ -408,6 +438,11 @@ class KNNModel(SessionModel):
         cap = max_item_sessions if max_item_sessions is not None else max(self.sample_size, 1000)
         self.index = SessionIndex(max_sessions, max_session_items, cap)
         self._pop = PopularityCounts(half_life=None)
+        self._kernel = load_kernel()
+        # dense per-item scratch of the kernel path (grown with the catalogue, zero between queries)
+        self._lp = np.zeros(1024, dtype=np.float64)
+        self._acc = np.zeros(1024, dtype=np.float64)
+        self._imark = np.zeros(1024, dtype=np.int8)
 
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
         self.index.add(session, item, timestamp)
@@ -440,6 +475,17 @@ class KNNModel(SessionModel):
         """Last change to the summed item scores (reminders, IDF); identity by default."""
         return scores
 
+    def _kernel_spec(self, q: _Query) -> tuple[int, float, float, int, float, float, float] | None:
+        """How the compiled kernel computes this model, or ``None`` to use the numpy path.
+
+        ``(sim_kind, sa, sb, contrib_kind, c1, c2, idf_w)``, see :mod:`stream.models.knn_kernel`.
+        """
+        return None
+
+    def _kernel_adjust(self, q: _Query, items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """What :meth:`_adjust` does beyond the kernel's IDF boost; identity by default."""
+        return scores
+
     # -- the query -----------------------------------------------------------------------------
 
     def neighbours(
@@ -455,6 +501,8 @@ class KNNModel(SessionModel):
         ]
 
     def _neighbours(self, q: _Query) -> tuple[np.ndarray, np.ndarray]:
+        if q.spec is not None:
+            return self._neighbours_kernel(q, q.spec)
         ix = self.index
         slots, ov = ix.overlap(q.items, q.weights, q.exclude)
         if slots.size == 0:
@@ -470,12 +518,55 @@ class KNNModel(SessionModel):
             above = sims > thr
             need = k - int(np.count_nonzero(above))
             eq = np.flatnonzero(sims == thr)
-            if eq.size > need:
+            if eq.size > need:  # the more recent, then the larger slot (deterministic)
                 t = self.index.time[slots[eq]]
-                eq = eq[np.argpartition(-t, need - 1)[:need]]
+                eq = eq[np.lexsort((-slots[eq], -t))[:need]]
             above[eq] = True
             slots, sims = slots[above], sims[above]
-        return slots, sims
+        order = np.argsort(slots)  # slot order: the item sums below add up in a fixed order
+        return slots[order], sims[order]
+
+    def _neighbours_kernel(self, q: _Query, spec: tuple) -> tuple[np.ndarray, np.ndarray]:
+        ix = self.index
+        post, plen = ix._post, ix._plen
+        n_known = len(plen)
+        parts: list[np.ndarray] = []
+        idx: list[int] = []
+        for j, it in enumerate(q.items.tolist()):
+            if it < n_known and plen[it]:
+                parts.append(post[it][: plen[it]])  # type: ignore[index]
+                idx.append(j)
+        if not parts:
+            return _EMPTY_I, _EMPTY_F
+        cand = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        lens = np.array([p.size for p in parts], dtype=np.int64)
+        w = q.weights[idx] if q.weights is not None else np.ones(len(idx))
+        return self._kernel.neighbours(  # type: ignore[union-attr]
+            cand, lens, w, q.exclude, ix.time, ix.n_unique, ix.mark,
+            self.sample_size, self.k, spec[0], spec[1], spec[2], float(q.timestamp),
+        )  # fmt: skip
+
+    def _scores_kernel(self, q: _Query, spec: tuple) -> tuple[np.ndarray, np.ndarray]:
+        slots, sims = self._neighbours_kernel(q, spec)
+        if slots.size == 0:
+            return _EMPTY_I, _EMPTY_F
+        ix = self.index
+        need = max(q.n_known, int(q.items.max()) + 1)
+        if need > self._lp.size:
+            self._lp = _grow(self._lp, need)
+            self._acc = _grow(self._acc, need)
+            self._imark = _grow(self._imark, need)
+        lp = self._lp
+        lp[q.items] = q.pos
+        try:
+            items, sc = self._kernel.item_scores(  # type: ignore[union-attr]
+                slots, sims, ix._start, ix.n_unique, ix._flat, lp, q.length,
+                spec[3], spec[4], spec[5], self._drop_seen(), self._acc, self._imark,
+                ix.events, float(ix.n_sessions_seen), spec[6],
+            )  # fmt: skip
+        finally:
+            lp[q.items] = 0.0
+        return items, self._kernel_adjust(q, items, sc)
 
     def scores(
         self, history: Sequence[int], timestamp: float, session: int | None = None
@@ -485,6 +576,8 @@ class KNNModel(SessionModel):
         return dict(zip(items.tolist(), sc.tolist(), strict=True))
 
     def _scores(self, q: _Query) -> tuple[np.ndarray, np.ndarray]:
+        if q.spec is not None:
+            return self._scores_kernel(q, q.spec)
         slots, sims = self._neighbours(q)
         if slots.size == 0:
             return _EMPTY_I, _EMPTY_F
@@ -507,7 +600,12 @@ class KNNModel(SessionModel):
             return self._pop.top(k)
         q = _Query(self, history, timestamp, session)
         items, sc = self._scores(q)
-        recs = top_items(items, sc, k) if items.size else []
+        if not items.size:
+            recs: list[int] = []
+        elif q.spec is not None:
+            recs = self._kernel.top_items(items, sc, k).tolist()  # type: ignore[union-attr]
+        else:
+            recs = top_items(items, sc, k)
         if len(recs) < k:
             if not self._drop_seen():
                 recs = fill(recs, self._pop.top(k), k)
@@ -531,6 +629,7 @@ class _Query:
         "exclude",
         "timestamp",
         "n_known",
+        "spec",
         "_lp",
     )
 
@@ -548,6 +647,7 @@ class _Query:
         self.timestamp = timestamp
         self.n_known = model.index.n_items()
         self._lp: np.ndarray | None = None
+        self.spec = model._kernel_spec(self) if model._kernel is not None and last else None
 
     def last_pos(self, items: np.ndarray) -> np.ndarray:
         """Last 1-based position in the session of each of ``items`` (0 if absent)."""

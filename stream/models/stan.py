@@ -107,6 +107,15 @@ class STAN(KNNModel):
             sims *= np.exp(-(q.timestamp - self.index.time[slots]) / (self.lambda_snh * DAY))
         return sims
 
+    def _kernel_spec(self, q: _Query) -> tuple[int, float, float, int, float, float, float] | None:
+        snh, inh = self.lambda_snh, self.lambda_inh
+        if (snh is not None and snh <= 0) or (inh is not None and inh <= 0):
+            return None  # numpy path (divisions by zero)
+        w = q.weights
+        norm = np.sqrt(float(w @ w)) if w is not None else np.sqrt(float(q.items.size))
+        sb = snh * DAY if snh is not None else 0.0
+        return (4, float(norm), float(sb), 2, float(inh or 0.0), 0.0, 0.0)
+
     def _contributions(
         self,
         q: _Query,

@@ -30,6 +30,8 @@ import numpy as np
 
 from stream.models.knn_index import KNNModel, _Query
 
+DECAY = {"div": 0, "quadratic": 1, "linear": 2, "log": 3, "same": 4}  # knn_kernel's decay codes
+
 WEIGHTINGS = ("div", "quadratic", "linear", "log", "same")
 SIMILARITIES = ("vec", "cosine")
 
@@ -170,6 +172,25 @@ class VSKNN(KNNModel):
             days = np.round((q.timestamp - self.index.time[slots]) / 86_400.0)
             sims = sims * (7.0 / 8.0) ** days
         return sims
+
+    def _kernel_spec(self, q: _Query) -> tuple[int, float, float, int, float, float, float] | None:
+        if self.weighting_time:
+            return None  # numpy path
+        if self.similarity == "vec":
+            sim = (3, float(q.items.size))
+        else:
+            w = q.weights
+            sim = (4, float(np.sqrt(float(w @ w))))
+        idf = float(self.idf_weighting) if self.idf_weighting else 0.0
+        return (sim[0], sim[1], 0.0, 1, float(DECAY[self.weighting_score]), 0.0, idf)
+
+    def _kernel_adjust(self, q: _Query, items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        if self.push_reminders:
+            counts = Counter(q.history)
+            scores = scores * np.fromiter(
+                (counts.get(i, 0) + 1 for i in items.tolist()), dtype=np.float64, count=items.size
+            )
+        return scores
 
     def _contributions(
         self,

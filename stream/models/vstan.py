@@ -100,6 +100,14 @@ class VSTAN(STAN):
             max_item_sessions=max_item_sessions,
         )
 
+    def _kernel_spec(self, q: _Query) -> tuple[int, float, float, int, float, float, float] | None:
+        spec = super()._kernel_spec(q)
+        ipw = self.lambda_ipw
+        if spec is None or (ipw is not None and ipw <= 0):
+            return None
+        idf = float(self.lambda_idf) if self.lambda_idf is not None else 0.0
+        return spec[:5] + (float(ipw or 0.0), idf)
+
     def _contributions(
         self,
         q: _Query,

@@ -1,0 +1,324 @@
+"""Compiled (numba) hot path of the session-kNN query, over :class:`SessionIndex`'s flat arrays.
+
+Three kernels, each one pass over plain int64/int32/float64 arrays with reusable dense scratch
+arrays (per-slot candidate marker, per-item score accumulator + touched list), so a query does no
+``concatenate``/``bincount``/``argpartition`` round trips:
+
+* :func:`neighbours` — candidate sessions from the posting lists with their (weighted) overlap,
+  "recent" sampling (the ``m`` latest by timestamp), the similarity and the top-``k`` neighbours;
+* :func:`item_scores` — per-item sums of the neighbours' contributions (plain, V-SKNN step decay,
+  STAN/VSTAN position factors), optional IDF boost;
+* :func:`top_items` — the final top-``k`` (score descending, ties by the smaller item int).
+
+They reproduce the numpy path of :mod:`stream.models.knn_index` operation by operation (same
+formulas, same summation order, same tie rules); only ``exp``/``log`` may differ from numpy's SIMD
+versions in the last bit. Compiled lazily on first call and cached on disk (``cache=True``, next to
+this module); when no cache location is writable the functions are compiled per process instead.
+
+Tie rules (shared with the numpy path): "recent" sampling keeps, among sessions with the threshold
+timestamp, the larger slots; the top-``k`` neighbours keep, among sessions with the threshold
+similarity, the more recent then the larger slot; neighbours are returned sorted by slot.
+
+Examples
+--------
+>>> import numpy as np
+>>> top_items(np.array([5, 3, 9, 4]), np.array([1.0, 2.0, 1.0, 0.0]), 3).tolist()
+[3, 5, 9]
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+
+SIM_JACCARD, SIM_COSINE_SET, SIM_BINARY, SIM_VEC, SIM_COSINE = 0, 1, 2, 3, 4
+CONTRIB_PLAIN, CONTRIB_VSKNN, CONTRIB_STAN = 0, 1, 2
+DECAY = {"div": 0, "quadratic": 1, "linear": 2, "log": 3, "same": 4}  # vsknn.DECAY mirrors this
+
+
+def _jit(fn: Callable[..., Any]) -> Any:
+    """``njit(cache=True)``, or without the disk cache when no cache location is usable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", numba.NumbaWarning)
+            return numba.njit(cache=True)(fn)
+    except Exception:  # noqa: BLE001 -- e.g. "no locator available" in a read-only install
+        return numba.njit(cache=False)(fn)
+
+
+def _neighbours(
+    cand: np.ndarray,  # int32, concatenated posting lists of the session's items
+    part_len: np.ndarray,  # int64, length of each posting list in `cand`
+    part_w: np.ndarray,  # float64, weight of each list's item (1.0 for plain counts)
+    exclude: int,
+    time: np.ndarray,  # float64 per slot
+    n_unique: np.ndarray,  # int64 per slot
+    mark: np.ndarray,  # int64 per slot, all 0 between calls
+    m: int,
+    k: int,
+    sim_kind: int,
+    sa: float,
+    sb: float,
+    ts: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    n_cand = cand.size
+    slots = np.empty(n_cand, dtype=np.int64)
+    ov = np.empty(n_cand, dtype=np.float64)
+    n = 0
+    p = 0
+    for j in range(part_len.size):
+        w = part_w[j]
+        for _ in range(part_len[j]):
+            s = cand[p]
+            p += 1
+            c = mark[s]
+            if c == 0:
+                slots[n] = s
+                ov[n] = 0.0 + w
+                n += 1
+                mark[s] = n
+            else:
+                ov[c - 1] += w
+    for j in range(n):
+        mark[slots[j]] = 0
+    if exclude >= 0:  # drop the session itself, keeping the order
+        o = 0
+        for j in range(n):
+            if slots[j] != exclude:
+                slots[o] = slots[j]
+                ov[o] = ov[j]
+                o += 1
+        n = o
+    slots = slots[:n]
+    ov = ov[:n]
+    # "recent" sampling: the m latest; at the threshold time, the larger slots
+    if m > 0 and n > m:
+        t = np.empty(n, dtype=np.float64)
+        for j in range(n):
+            t[j] = time[slots[j]]
+        thr = np.partition(t, n - m)[n - m]
+        n_above = 0
+        n_eq = 0
+        for j in range(n):
+            if t[j] > thr:
+                n_above += 1
+            elif t[j] == thr:
+                n_eq += 1
+        need = m - n_above
+        s_min = -1
+        if n_eq > need:
+            eq = np.empty(n_eq, dtype=np.int64)
+            e = 0
+            for j in range(n):
+                if t[j] == thr:
+                    eq[e] = slots[j]
+                    e += 1
+            eq.sort()
+            s_min = eq[n_eq - need]
+        o = 0
+        for j in range(n):
+            if t[j] > thr or (t[j] == thr and slots[j] >= s_min):
+                slots[o] = slots[j]
+                ov[o] = ov[j]
+                o += 1
+        n = o
+        slots = slots[:n]
+        ov = ov[:n]
+    # similarity (formulas and operation order of the numpy models)
+    sims = np.empty(n, dtype=np.float64)
+    npos = 0
+    for j in range(n):
+        li = ov[j]
+        la = float(n_unique[slots[j]])
+        if sim_kind == 0:  # SKNN jaccard / tanimoto
+            v = li / (la + sa - li)
+        elif sim_kind == 1:  # SKNN cosine (session-rec's, times |s|)
+            v = li / math.sqrt(la) * math.sqrt(sa)
+        elif sim_kind == 2:  # SKNN binary
+            v = 2.0 * li / (2.0 * li + la + sa)
+        elif sim_kind == 3:  # V-SKNN vec
+            v = li / sa
+        else:  # weighted cosine (STAN, VSTAN, V-SKNN cosine), times the recency decay
+            v = li / (sa * math.sqrt(la))
+            if sb > 0.0:
+                v = v * math.exp(-(ts - time[slots[j]]) / sb)
+        sims[j] = v
+        if v > 0.0:
+            slots[npos] = slots[j]
+            sims[npos] = v
+            npos += 1
+    n = npos
+    slots = slots[:n]
+    sims = sims[:n]
+    # top k; at the threshold similarity, the more recent then the larger slot
+    if n > k:
+        thr = np.partition(sims.copy(), n - k)[n - k]
+        n_above = 0
+        n_eq = 0
+        for j in range(n):
+            if sims[j] > thr:
+                n_above += 1
+            elif sims[j] == thr:
+                n_eq += 1
+        need = k - n_above
+        keep = np.zeros(n, dtype=np.bool_)
+        eq_i = np.empty(n_eq, dtype=np.int64)
+        e = 0
+        for j in range(n):
+            if sims[j] > thr:
+                keep[j] = True
+            elif sims[j] == thr:
+                eq_i[e] = j
+                e += 1
+        if n_eq > need:
+            neg_s = np.empty(n_eq, dtype=np.float64)
+            neg_t = np.empty(n_eq, dtype=np.float64)
+            for e in range(n_eq):
+                neg_s[e] = -float(slots[eq_i[e]])
+                neg_t[e] = -time[slots[eq_i[e]]]
+            o1 = np.argsort(neg_s, kind="mergesort")
+            o2 = np.argsort(neg_t[o1], kind="mergesort")
+            for e in range(need):
+                keep[eq_i[o1[o2[e]]]] = True
+        else:
+            for e in range(n_eq):
+                keep[eq_i[e]] = True
+        o = 0
+        for j in range(n):
+            if keep[j]:
+                slots[o] = slots[j]
+                sims[o] = sims[j]
+                o += 1
+        n = o
+        slots = slots[:n]
+        sims = sims[:n]
+    order = np.argsort(slots)
+    return slots[order], sims[order]
+
+
+def _item_scores(
+    slots: np.ndarray,  # int64, sorted
+    sims: np.ndarray,
+    start: np.ndarray,  # int64 per slot
+    n_unique: np.ndarray,  # int64 per slot
+    flat: np.ndarray,  # int64 (2, n): items, last click positions
+    lp: np.ndarray,  # float64 per item: last 1-based position in the session, 0 if absent
+    q_len: int,
+    contrib_kind: int,
+    c1: float,  # V-SKNN: decay kind; STAN: lambda_inh (<= 0: off)
+    c2: float,  # STAN: lambda_ipw (<= 0: off)
+    drop_seen: bool,
+    acc: np.ndarray,  # float64 per item, all 0 between calls
+    imark: np.ndarray,  # int8 per item, all 0 between calls
+    events: np.ndarray,  # float64 per item
+    n_sessions: float,
+    idf_w: float,  # 0: no IDF boost
+) -> tuple[np.ndarray, np.ndarray]:
+    total = 0
+    for j in range(slots.size):
+        total += n_unique[slots[j]]
+    touched = np.empty(total, dtype=np.int64)
+    nt = 0
+    L = float(q_len)
+    for j in range(slots.size):
+        s = slots[j]
+        a = start[s]
+        b = a + n_unique[s]
+        sim = sims[j]
+        i_star = 0.0
+        p_star = 0.0
+        for x in range(a, b):
+            lpi = lp[flat[0, x]]
+            if lpi > p_star:
+                p_star = lpi
+            if lpi > 0.0:
+                px = float(flat[1, x])
+                if px > i_star:
+                    i_star = px
+        base = sim
+        if contrib_kind == 1:
+            step = L - p_star + 1.0
+            dk = int(c1)
+            if dk == 0:
+                d = 1.0 / step
+            elif dk == 1:
+                d = 1.0 / (step * step)
+            elif dk == 2:
+                d = 1.0 - 0.1 * step if step <= 100 else 0.0
+            elif dk == 3:
+                d = 1.0 / math.log10(step + 1.7)
+            else:
+                d = 1.0
+            base = sim * d
+        for x in range(a, b):
+            it = flat[0, x]
+            if drop_seen and lp[it] > 0.0:
+                continue
+            v = base
+            if contrib_kind == 2:
+                if c1 > 0.0:
+                    v = v * math.exp(-abs(float(flat[1, x]) - i_star) / c1)
+                if c2 > 0.0:
+                    v = v * math.exp((p_star - L) / c2)
+            if imark[it] == 0:
+                imark[it] = 1
+                touched[nt] = it
+                nt += 1
+                acc[it] = 0.0 + v
+            else:
+                acc[it] += v
+    items = touched[:nt].copy()
+    scores = np.empty(nt, dtype=np.float64)
+    for j in range(nt):
+        it = items[j]
+        sc = acc[it]
+        if idf_w != 0.0:
+            ev = events[it]
+            idf = math.log(n_sessions / ev) if ev > 0 else 0.0
+            sc = sc + sc * idf * idf_w
+        scores[j] = sc
+        acc[it] = 0.0
+        imark[it] = 0
+    return items, scores
+
+
+def _top_items(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    n = 0
+    for j in range(items.size):
+        if scores[j] > 0.0:
+            n += 1
+    it = np.empty(n, dtype=np.int64)
+    sc = np.empty(n, dtype=np.float64)
+    o = 0
+    for j in range(items.size):
+        if scores[j] > 0.0:
+            it[o] = items[j]
+            sc[o] = scores[j]
+            o += 1
+    if n > k:
+        thr = np.partition(sc.copy(), n - k)[n - k]
+        o = 0
+        for j in range(n):
+            if sc[j] >= thr:
+                it[o] = it[j]
+                sc[o] = sc[j]
+                o += 1
+        it = it[:o]
+        sc = sc[:o]
+    o1 = np.argsort(it)
+    o2 = np.argsort(-sc[o1], kind="mergesort")
+    m = min(k, it.size)
+    out = np.empty(m, dtype=np.int64)
+    for j in range(m):
+        out[j] = it[o1[o2[j]]]
+    return out
+
+
+neighbours = _jit(_neighbours)
+item_scores = _jit(_item_scores)
+top_items = _jit(_top_items)
