@@ -343,15 +343,14 @@ KERNEL_CASES = [
 
 def _same(m, queries) -> int:
     """Replay ``queries`` through the kernel and the numpy path of ``m``; returns queries checked."""
-    kernel = m._kernel
     for j, (hist, t, sess) in enumerate(queries):
         out = []
         full = j % 3 == 0  # neighbours and all scores on every third query, rankings on all
-        for path in (kernel, None):
-            m._kernel = path
+        for path in (True, False):
+            m._use_kernel = path
             nb = m.neighbours(hist, t, sess) if full else []
             out.append((nb, m.scores(hist, t, sess) if full else {}, m.recommend(hist, t, 20, sess)))
-        m._kernel = kernel
+        m._use_kernel = True
         (nk, sk, rk), (nn, sn, rn) = out
         assert [s for s, _ in nk] == [s for s, _ in nn]
         assert [v for _, v in nk] == pytest.approx([v for _, v in nn], rel=1e-12)
@@ -438,3 +437,32 @@ def _yoochoose_queries(n: int) -> tuple[list[tuple[int, int, float]], list]:
             break
         hist.append(it)
     return train, queries
+
+
+def test_posting_store_relocation_compaction_and_cap():
+    """Flat posting store: segments grow, move, are compacted and capped like per-item lists."""
+    rng = random.Random(2)
+    ix = SessionIndex(max_sessions=100, max_session_items=6, max_item_sessions=20)
+    truth: dict[int, list[int]] = {}
+    order: list[int] = []
+    items_of: dict[int, set[int]] = {}
+    ix._pflat = np.zeros(64, dtype=np.int32)  # small store: the first relocations compact it
+    for t in range(20_000):
+        s = t // 4
+        i = min(int(rng.paretovariate(0.8)), 400)
+        ix.add(s, i, float(t))
+        if s not in items_of:
+            items_of[s] = set()
+            order.append(s)
+            if len(order) > 100:
+                gone = order.pop(0)
+                for j in items_of.pop(gone):
+                    truth[j].remove(gone)
+        if i not in items_of[s] and len(items_of[s]) < 6:
+            items_of[s].add(i)
+            truth.setdefault(i, []).append(s)
+    assert ix._pflat.size > 64  # compacted (and grown) at least once
+    for i, sess in truth.items():
+        got = [ix.key(x) for x in ix.postings(i).tolist()]
+        assert got == sess[-len(got) :] and len(got) >= min(len(sess), 20)  # most recent kept, in order
+        assert len(got) <= 40

@@ -54,6 +54,7 @@ from stream.models.pop import PopularityCounts, fill
 
 _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
+_EMPTY_I32 = np.empty(0, dtype=np.int32)
 
 
 class SessionIndex:
@@ -108,9 +109,13 @@ class SessionIndex:
         self._flat = np.zeros((2, 4096), dtype=np.int64)  # rows: item, last click position
         self._tail = 0
         self._garbage = 0
-        # items
-        self._post: list[np.ndarray | None] = []
-        self._plen: list[int] = []
+        # items: posting list of item i = pflat[pstart[i] : pstart[i] + plen[i]] (capacity pcap[i])
+        self._n_items = 0
+        self._pstart = np.zeros(1024, dtype=np.int64)
+        self._plen = np.zeros(1024, dtype=np.int64)
+        self._pcap = np.zeros(1024, dtype=np.int64)
+        self._pflat = np.zeros(8192, dtype=np.int32)
+        self._ptail = 0
         self.events = np.zeros(1024, dtype=np.float64)
         self.n_sessions_seen = 0
         self.n_events = 0
@@ -179,15 +184,14 @@ class SessionIndex:
         return slot
 
     def _evict(self, slot: int) -> None:
-        post, plen = self._post, self._plen
+        pflat, pstart, plen = self._pflat, self._pstart, self._plen
         for item in self._items[slot]:
-            n = plen[item]
-            buf = post[item]
-            assert buf is not None
-            live = buf[:n]
+            a = int(pstart[item])
+            n = int(plen[item])
+            live = pflat[a : a + n]
             keep = live[live != slot]
             if keep.size != n:
-                buf[: keep.size] = keep
+                pflat[a : a + keep.size] = keep
                 plen[item] = keep.size
         del self._slot[self._keys[slot]]
         self._keys[slot] = -1
@@ -236,26 +240,52 @@ class SessionIndex:
         self._garbage = 0
 
     def _post_append(self, item: int, slot: int) -> None:
-        post, plen = self._post, self._plen
-        if item >= len(post):
-            extra = item + 1 - len(post)
-            post.extend([None] * extra)
-            plen.extend([0] * extra)
-        buf = post[item]
-        n = plen[item]
-        if buf is None:
-            buf = post[item] = np.empty(8, dtype=np.int32)
-        elif n == buf.size:
+        if item >= self._n_items:
+            if item >= self._plen.size:
+                self._pstart = _grow(self._pstart, item + 1)
+                self._plen = _grow(self._plen, item + 1)
+                self._pcap = _grow(self._pcap, item + 1)
+            self._n_items = item + 1
+        n = int(self._plen[item])
+        if n == self._pcap[item]:
             cap = self.max_item_sessions
+            a = int(self._pstart[item])
             if n >= 2 * cap:  # keep the `cap` most recent entries
-                buf[:cap] = buf[n - cap : n].copy()
+                self._pflat[a : a + cap] = self._pflat[a + n - cap : a + n].copy()
                 n = cap
-            else:
-                new = np.empty(min(2 * n, 2 * cap), dtype=np.int32)
-                new[:n] = buf
-                buf = post[item] = new
-        buf[n] = slot
-        plen[item] = n + 1
+            else:  # move to the tail with twice the room
+                new_cap = min(max(8, 2 * n), 2 * cap)
+                if self._ptail + new_cap > self._pflat.size:
+                    self._pcompact(new_cap)
+                    a = int(self._pstart[item])
+                t = self._ptail
+                self._pflat[t : t + n] = self._pflat[a : a + n]
+                self._pstart[item] = t
+                self._pcap[item] = new_cap
+                self._ptail = t + new_cap
+        self._pflat[self._pstart[item] + n] = slot
+        self._plen[item] = n + 1
+
+    def _pcompact(self, extra: int) -> None:
+        """Drop the posting store's dead segments (amortised O(1) per click)."""
+        live = np.flatnonzero(self._pcap[: self._n_items])
+        capa = self._pcap[live]
+        used = int(capa.sum())
+        flat = np.zeros(max(2 * (used + extra), 8192), dtype=np.int32)
+        if live.size:
+            new_start = np.zeros(live.size, dtype=np.int64)
+            np.cumsum(capa[:-1], out=new_start[1:])
+            n = self._plen[live]
+            total = int(n.sum())
+            offs = np.zeros(live.size, dtype=np.int64)
+            np.cumsum(n[:-1], out=offs[1:])
+            ar = np.arange(total)
+            src = np.repeat(self._pstart[live] - offs, n) + ar
+            dst = np.repeat(new_start - offs, n) + ar
+            flat[dst] = self._pflat[src]
+            self._pstart[live] = new_start
+        self._pflat = flat
+        self._ptail = used
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -278,7 +308,14 @@ class SessionIndex:
 
     def n_items(self) -> int:
         """One more than the largest item int seen (the size of per-item arrays)."""
-        return len(self._plen)
+        return self._n_items
+
+    def postings(self, item: int) -> np.ndarray:
+        """The slots of the sessions holding ``item`` (a view, oldest first)."""
+        if item >= self._n_items:
+            return _EMPTY_I32
+        a = int(self._pstart[item])
+        return self._pflat[a : a + int(self._plen[item])]
 
     def overlap(
         self, items: np.ndarray, weights: np.ndarray | None, exclude: int
@@ -289,13 +326,12 @@ class SessionIndex:
         items shared with slot j`` (the number of shared items if ``weights`` is None); slot
         ``exclude`` is left out.
         """
-        post, plen = self._post, self._plen
-        n_known = len(plen)
         parts: list[np.ndarray] = []
         lens: list[int] = []
         for j, it in enumerate(items.tolist()):
-            if it < n_known and plen[it]:
-                parts.append(post[it][: plen[it]])  # type: ignore[index]
+            post = self.postings(it)
+            if post.size:
+                parts.append(post)
                 lens.append(j)
         if not parts:
             return _EMPTY_I, _EMPTY_F
@@ -438,13 +474,28 @@ class KNNModel(SessionModel):
         cap = max_item_sessions if max_item_sessions is not None else max(self.sample_size, 1000)
         self.index = SessionIndex(max_sessions, max_session_items, cap)
         self._pop = PopularityCounts(half_life=None)
-        self._kernel = load_kernel()
+        self._use_kernel = load_kernel() is not None
+        self._cold = True
         # dense per-item scratch of the kernel path (grown with the catalogue, zero between queries)
         self._lp = np.zeros(1024, dtype=np.float64)
         self._acc = np.zeros(1024, dtype=np.float64)
         self._imark = np.zeros(1024, dtype=np.int8)
 
+    @property
+    def _kernel(self) -> ModuleType | None:
+        """The compiled kernel module if it is used (a module is not stored: models pickle)."""
+        return load_kernel() if self._use_kernel else None
+
+    @property
+    def _one_call(self) -> bool:
+        """Whether the kernel's scores need no Python adjustment before ranking (one call)."""
+        return type(self)._kernel_adjust is KNNModel._kernel_adjust and type(self)._scores is KNNModel._scores
+
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
+        if self._cold:  # compile / load the kernels on first use, before the first query
+            self._cold = False
+            if self._kernel is not None:
+                self._kernel.warm_up()
         self.index.add(session, item, timestamp)
         self._pop.add(item, timestamp)
 
@@ -528,45 +579,44 @@ class KNNModel(SessionModel):
 
     def _neighbours_kernel(self, q: _Query, spec: tuple) -> tuple[np.ndarray, np.ndarray]:
         ix = self.index
-        post, plen = ix._post, ix._plen
-        n_known = len(plen)
-        parts: list[np.ndarray] = []
-        idx: list[int] = []
-        for j, it in enumerate(q.items.tolist()):
-            if it < n_known and plen[it]:
-                parts.append(post[it][: plen[it]])  # type: ignore[index]
-                idx.append(j)
-        if not parts:
-            return _EMPTY_I, _EMPTY_F
-        cand = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        lens = np.array([p.size for p in parts], dtype=np.int64)
-        w = q.weights[idx] if q.weights is not None else np.ones(len(idx))
+        w = q.weights if q.weights is not None else np.ones(q.items.size)
         return self._kernel.neighbours(  # type: ignore[union-attr]
-            cand, lens, w, q.exclude, ix.time, ix.n_unique, ix.mark,
-            self.sample_size, self.k, spec[0], spec[1], spec[2], float(q.timestamp),
+            q.items, w, ix._pstart, ix._plen, ix._pflat, ix.n_items(), q.exclude, ix.time, ix.n_unique,
+            ix.mark, self.sample_size, self.k, spec[0], spec[1], spec[2], float(q.timestamp),
         )  # fmt: skip
+
+    def _item_buffers(self, q: _Query) -> np.ndarray:
+        """The dense per-item scratch arrays, grown to cover the catalogue and the session."""
+        need = max(q.n_known, int(q.items.max()) + 1)
+        if need > self._lp.size:
+            self._lp = _grow(self._lp, need)
+            self._acc = _grow(self._acc, need)
+            self._imark = _grow(self._imark, need)
+        return self._lp
 
     def _scores_kernel(self, q: _Query, spec: tuple) -> tuple[np.ndarray, np.ndarray]:
         slots, sims = self._neighbours_kernel(q, spec)
         if slots.size == 0:
             return _EMPTY_I, _EMPTY_F
         ix = self.index
-        need = max(q.n_known, int(q.items.max()) + 1)
-        if need > self._lp.size:
-            self._lp = _grow(self._lp, need)
-            self._acc = _grow(self._acc, need)
-            self._imark = _grow(self._imark, need)
-        lp = self._lp
-        lp[q.items] = q.pos
-        try:
-            items, sc = self._kernel.item_scores(  # type: ignore[union-attr]
-                slots, sims, ix._start, ix.n_unique, ix._flat, lp, q.length,
-                spec[3], spec[4], spec[5], self._drop_seen(), self._acc, self._imark,
-                ix.events, float(ix.n_sessions_seen), spec[6],
-            )  # fmt: skip
-        finally:
-            lp[q.items] = 0.0
+        items, sc = self._kernel.item_scores(  # type: ignore[union-attr]
+            slots, sims, ix._start, ix.n_unique, ix._flat, self._item_buffers(q), q.items, q.pos,
+            q.length, spec[3], spec[4], spec[5], self._drop_seen(), self._acc, self._imark, ix.events,
+            float(ix.n_sessions_seen), spec[6],
+        )  # fmt: skip
         return items, self._kernel_adjust(q, items, sc)
+
+    def _recommend_kernel(self, q: _Query, spec: tuple, k: int) -> list[int]:
+        """The whole query in one kernel call (models without post-kernel adjustments)."""
+        ix = self.index
+        w = q.weights if q.weights is not None else np.ones(q.items.size)
+        lp = self._item_buffers(q)
+        return self._kernel.recommend(  # type: ignore[union-attr]
+            q.items, w, ix._pstart, ix._plen, ix._pflat, ix.n_items(), q.exclude, ix.time, ix.n_unique,
+            ix.mark, self.sample_size, self.k, spec[0], spec[1], spec[2], float(q.timestamp),
+            ix._start, ix._flat, lp, q.pos, q.length, spec[3], spec[4], spec[5], self._drop_seen(),
+            self._acc, self._imark, ix.events, float(ix.n_sessions_seen), spec[6], k,
+        ).tolist()  # fmt: skip
 
     def scores(
         self, history: Sequence[int], timestamp: float, session: int | None = None
@@ -599,13 +649,16 @@ class KNNModel(SessionModel):
         if not history:
             return self._pop.top(k)
         q = _Query(self, history, timestamp, session)
-        items, sc = self._scores(q)
-        if not items.size:
-            recs: list[int] = []
-        elif q.spec is not None:
-            recs = self._kernel.top_items(items, sc, k).tolist()  # type: ignore[union-attr]
+        if q.spec is not None and self._one_call:
+            recs = self._recommend_kernel(q, q.spec, k)
         else:
-            recs = top_items(items, sc, k)
+            items, sc = self._scores(q)
+            if not items.size:
+                recs = []
+            elif q.spec is not None:
+                recs = self._kernel.top_items(items, sc, k).tolist()  # type: ignore[union-attr]
+            else:
+                recs = top_items(items, sc, k)
         if len(recs) < k:
             if not self._drop_seen():
                 recs = fill(recs, self._pop.top(k), k)

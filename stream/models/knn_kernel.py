@@ -52,9 +52,12 @@ def _jit(fn: Callable[..., Any]) -> Any:
 
 
 def _neighbours(
-    cand: np.ndarray,  # int32, concatenated posting lists of the session's items
-    part_len: np.ndarray,  # int64, length of each posting list in `cand`
-    part_w: np.ndarray,  # float64, weight of each list's item (1.0 for plain counts)
+    q_items: np.ndarray,  # int64, the session's distinct items
+    q_w: np.ndarray,  # float64, their weights (1.0 for plain counts)
+    pstart: np.ndarray,  # int64 per item: posting list start in `pflat`
+    plen: np.ndarray,  # int64 per item: posting list length
+    pflat: np.ndarray,  # int32: the posting lists (session slots, oldest first)
+    n_items: int,
     exclude: int,
     time: np.ndarray,  # float64 per slot
     n_unique: np.ndarray,  # int64 per slot
@@ -66,16 +69,21 @@ def _neighbours(
     sb: float,
     ts: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    n_cand = cand.size
+    n_cand = 0
+    for j in range(q_items.size):
+        if q_items[j] < n_items:
+            n_cand += plen[q_items[j]]
     slots = np.empty(n_cand, dtype=np.int64)
     ov = np.empty(n_cand, dtype=np.float64)
     n = 0
-    p = 0
-    for j in range(part_len.size):
-        w = part_w[j]
-        for _ in range(part_len[j]):
-            s = cand[p]
-            p += 1
+    for j in range(q_items.size):
+        it = q_items[j]
+        if it >= n_items:
+            continue
+        w = q_w[j]
+        a = pstart[it]
+        for p in range(a, a + plen[it]):
+            s = np.int64(pflat[p])
             c = mark[s]
             if c == 0:
                 slots[n] = s
@@ -207,7 +215,9 @@ def _item_scores(
     start: np.ndarray,  # int64 per slot
     n_unique: np.ndarray,  # int64 per slot
     flat: np.ndarray,  # int64 (2, n): items, last click positions
-    lp: np.ndarray,  # float64 per item: last 1-based position in the session, 0 if absent
+    lp: np.ndarray,  # float64 per item (>= every item int), all 0 between calls
+    q_items: np.ndarray,  # int64, the session's distinct items
+    q_pos: np.ndarray,  # float64, their last 1-based positions
     q_len: int,
     contrib_kind: int,
     c1: float,  # V-SKNN: decay kind; STAN: lambda_inh (<= 0: off)
@@ -219,6 +229,8 @@ def _item_scores(
     n_sessions: float,
     idf_w: float,  # 0: no IDF boost
 ) -> tuple[np.ndarray, np.ndarray]:
+    for j in range(q_items.size):
+        lp[q_items[j]] = q_pos[j]
     total = 0
     for j in range(slots.size):
         total += n_unique[slots[j]]
@@ -255,6 +267,9 @@ def _item_scores(
             else:
                 d = 1.0
             base = sim * d
+        e_ipw = 1.0
+        if contrib_kind == 2 and c2 > 0.0:
+            e_ipw = math.exp((p_star - L) / c2)
         for x in range(a, b):
             it = flat[0, x]
             if drop_seen and lp[it] > 0.0:
@@ -264,7 +279,7 @@ def _item_scores(
                 if c1 > 0.0:
                     v = v * math.exp(-abs(float(flat[1, x]) - i_star) / c1)
                 if c2 > 0.0:
-                    v = v * math.exp((p_star - L) / c2)
+                    v = v * e_ipw
             if imark[it] == 0:
                 imark[it] = 1
                 touched[nt] = it
@@ -284,6 +299,8 @@ def _item_scores(
         scores[j] = sc
         acc[it] = 0.0
         imark[it] = 0
+    for j in range(q_items.size):
+        lp[q_items[j]] = 0.0
     return items, scores
 
 
@@ -322,3 +339,75 @@ def _top_items(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
 neighbours = _jit(_neighbours)
 item_scores = _jit(_item_scores)
 top_items = _jit(_top_items)
+
+
+def _recommend(
+    q_items: np.ndarray,
+    q_w: np.ndarray,
+    pstart: np.ndarray,
+    plen: np.ndarray,
+    pflat: np.ndarray,
+    n_items: int,
+    exclude: int,
+    time: np.ndarray,
+    n_unique: np.ndarray,
+    mark: np.ndarray,
+    m: int,
+    k: int,
+    sim_kind: int,
+    sa: float,
+    sb: float,
+    ts: float,
+    start: np.ndarray,
+    flat: np.ndarray,
+    lp: np.ndarray,
+    q_pos: np.ndarray,
+    q_len: int,
+    contrib_kind: int,
+    c1: float,
+    c2: float,
+    drop_seen: bool,
+    acc: np.ndarray,
+    imark: np.ndarray,
+    events: np.ndarray,
+    n_sessions: float,
+    idf_w: float,
+    top_k: int,
+) -> np.ndarray:
+    """:func:`neighbours`, :func:`item_scores` and :func:`top_items` in one call."""
+    slots, sims = neighbours(
+        q_items, q_w, pstart, plen, pflat, n_items, exclude, time, n_unique, mark, m, k, sim_kind, sa, sb, ts
+    )
+    if slots.size == 0:
+        return np.empty(0, dtype=np.int64)
+    items, scores = item_scores(
+        slots, sims, start, n_unique, flat, lp, q_items, q_pos, q_len, contrib_kind, c1, c2, drop_seen,
+        acc, imark, events, n_sessions, idf_w,
+    )  # fmt: skip
+    return top_items(items, scores, top_k)
+
+
+recommend = _jit(_recommend)
+
+
+def warm_up() -> None:
+    """Compile (or load from the disk cache) the three kernels with the types the models use."""
+    i64, f64 = np.int64, np.float64
+    one_i, one_f = np.ones(1, dtype=i64), np.ones(1, dtype=f64)
+    zero_i = np.zeros(1, dtype=i64)
+    slots, sims = neighbours(
+        zero_i, one_f, zero_i, one_i, np.zeros(1, dtype=np.int32), 1, -1, one_f, one_i,
+        np.zeros(1, dtype=i64), 0, 1, 0, 1.0, 0.0, 0.0,
+    )  # fmt: skip
+    args = (
+        np.zeros(1, dtype=i64), one_i, np.zeros((2, 1), dtype=i64), np.zeros(1, dtype=f64), zero_i,
+        one_f, 1, 0, 0.0, 0.0, False, np.zeros(1, dtype=f64), np.zeros(1, dtype=np.int8), one_f,
+        1.0, 0.0,
+    )  # fmt: skip
+    items, scores = item_scores(slots, sims, *args)
+    top_items(items, scores, 1)
+    recommend(
+        zero_i, one_f, zero_i, one_i, np.zeros(1, dtype=np.int32), 1, -1, one_f, one_i,
+        np.zeros(1, dtype=i64), 0, 1, 0, 1.0, 0.0, 0.0, args[0], args[2], args[3], one_f, 1, 0,
+        0.0, 0.0, False, args[11], args[12], one_f, 1.0, 0.0, 1,
+    )  # fmt: skip

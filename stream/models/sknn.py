@@ -107,6 +107,10 @@ class SKNN(KNNModel):
         kind = {"cosine": 1, "binary": 2}.get(self.similarity, 0)
         return (kind, float(q.items.size), 0.0, 0, 0.0, 0.0, 0.0)
 
+    @property
+    def _one_call(self) -> bool:
+        return not self.remind and not self.pop_boost > 0
+
     def _contributions(
         self,
         q: _Query,

@@ -192,6 +192,10 @@ class VSKNN(KNNModel):
             )
         return scores
 
+    @property
+    def _one_call(self) -> bool:
+        return not self.push_reminders
+
     def _contributions(
         self,
         q: _Query,
