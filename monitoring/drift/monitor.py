@@ -160,6 +160,8 @@ class DriftMonitor:
         self._ring: dict[str, deque[np.ndarray]] = {}
         self._long_sum: dict[str, np.ndarray] = {}
         self._lstreak: dict[str, int] = dict.fromkeys(self.signals, 0)
+        self.long_raw_detections: dict[str, int] = dict.fromkeys(self.signals, 0)  # long window over threshold
+        self.max_surprise: dict[str, float] = dict.fromkeys(self.signals, 0.0)  # largest -log p of one check
 
         self.policy = make_policy(on_drift, buffer_events) if isinstance(on_drift, str) else on_drift
         self._buffer = self.policy.buffer
@@ -373,6 +375,8 @@ class DriftMonitor:
                     p = cal.p_value(score)
                     surprise = -math.log(p) if p > 0.0 else math.inf
                     self._evidence[s] += surprise
+                    if surprise > self.max_surprise[s]:
+                        self.max_surprise[s] = surprise
                     streak = self._streak[s]
                     held = held or (streak >= self.persistence or surprise >= self._single
                                     or (streak >= 2 and self._evidence[s] >= self._needed))
@@ -432,6 +436,7 @@ class DriftMonitor:
             self._lstreak[s] = 0
             return False
         self._lstreak[s] += 1
+        self.long_raw_detections[s] += 1
         return self._lstreak[s] >= self.persistence
 
     def _why(self, s: str, ref: np.ndarray, live: np.ndarray, score: float, threshold: float) -> str:
@@ -484,4 +489,7 @@ class DriftMonitor:
             "alarms": list(self.alarms),
             "thresholds": {s: round(c.threshold, 5) for s, c in self.calibration.items()},
             "long_thresholds": {s: round(t, 5) for s, t in self.long_threshold.items()},
+            "long_raw_detections": dict(self.long_raw_detections),
+            "max_surprise": {s: round(v, 2) for s, v in self.max_surprise.items()},
+            "single_check_surprise": round(self._single, 2),
         }
