@@ -32,7 +32,7 @@ Measured on the shared file (gensim 4.4.0, ``workers=2``; test Recall@10 (%) / M
 figures in brackets; wall times were on a loaded 2-core box, so only indicative):
 
 * item2vec, gensim defaults (5 epochs), seeds 1-3: 20.4 ± 0.4 (19.9, 20.5, 20.7) / .112 [19.7 / .108]
-* item2vec, FF19 tuned, 30 epochs: seed 1 25.0 / .150, seed 2 24.4 / .146
+* item2vec, FF19 tuned, 30 epochs, seeds 1-3: 24.9 ± 0.5 (25.0, 24.4, 25.3) / .147
 * item2vec, FF19 tuned, 100 epochs, seed 1: 25.7 / .147 [25.21 ± 0.26]
 * ``ff19-cooc``, FF19's co-occurrence baseline: 14.6 / .068 [≈ 14.2, read from a figure]
 * sr 29.1 / .166; vstan 31.0 / .110 (prefix), 28.1 / .114 (last); ar 28.1 / .153;
