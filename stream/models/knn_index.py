@@ -574,7 +574,8 @@ class KNNModel(SessionModel):
                 eq = eq[np.lexsort((-slots[eq], -t))[:need]]
             above[eq] = True
             slots, sims = slots[above], sims[above]
-        order = np.argsort(slots)  # slot order: the item sums below add up in a fixed order
+        # best first by (similarity, time, slot), as the kernel: item sums add up in this order
+        order = np.lexsort((-slots, -self.index.time[slots], -sims))
         return slots[order], sims[order]
 
     def _neighbours_kernel(self, q: _Query, spec: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -623,7 +624,8 @@ class KNNModel(SessionModel):
     ) -> dict[int, float]:
         """kNN score of every candidate item (for inspection and tests; ``recommend`` ranks these)."""
         items, sc = self._scores(_Query(self, history, timestamp, session))
-        return dict(zip(items.tolist(), sc.tolist(), strict=True))
+        order = np.argsort(items)  # by item int, whichever path computed them
+        return dict(zip(items[order].tolist(), sc[order].tolist(), strict=True))
 
     def _scores(self, q: _Query) -> tuple[np.ndarray, np.ndarray]:
         if q.spec is not None:

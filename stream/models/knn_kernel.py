@@ -51,6 +51,70 @@ def _jit(fn: Callable[..., Any]) -> Any:
         return numba.njit(cache=False)(fn)
 
 
+def _worse(a1: float, b1: float, c1: int, a2: float, b2: float, c2: int) -> bool:
+    """Key 1 < key 2 in the order (a, b, c), all descending-is-better."""
+    if a1 != a2:
+        return a1 < a2
+    if b1 != b2:
+        return b1 < b2
+    return c1 < c2
+
+
+def _heap_select(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) -> np.ndarray:
+    """Indices of the best ``k`` of ``n`` entries with ``a > 0`` by the key ``(a, b, c)``, best
+    first (a min-heap of size k, worst at the root, then a heap sort)."""
+    heap = np.empty(min(k, n), dtype=np.int64)
+    h = 0
+    for j in range(n):
+        if not a[j] > 0.0:
+            continue
+        a1, b1, c1 = (a[j], b[j], c[j])
+        if h < heap.size:
+            pos = h
+            heap[h] = j
+            h += 1
+            while pos > 0:  # sift up
+                par = (pos - 1) // 2
+                a2, b2, c2 = (a[heap[par]], b[heap[par]], c[heap[par]])
+                if _worse(a1, b1, c1, a2, b2, c2):
+                    heap[pos] = heap[par]
+                    pos = par
+                else:
+                    break
+            heap[pos] = j
+        else:
+            a0, b0, c0 = (a[heap[0]], b[heap[0]], c[heap[0]])
+            if _worse(a0, b0, c0, a1, b1, c1):
+                _sift_down(heap, h, j, a, b, c)
+    for e in range(h - 1, 0, -1):  # heap sort: worst to the back
+        last = heap[e]
+        heap[e] = heap[0]
+        _sift_down(heap, e, last, a, b, c)
+    return heap[:h]
+
+
+def _sift_down(heap: np.ndarray, h: int, j: int, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    """Put entry ``j`` at the root of ``heap[:h]`` and restore the (worst at the root) order."""
+    a1, b1, c1 = (a[j], b[j], c[j])
+    pos = 0
+    while True:
+        ch = 2 * pos + 1
+        if ch >= h:
+            break
+        ac, bc, cc = (a[heap[ch]], b[heap[ch]], c[heap[ch]])
+        if ch + 1 < h:
+            ar, br, cr = (a[heap[ch + 1]], b[heap[ch + 1]], c[heap[ch + 1]])
+            if _worse(ar, br, cr, ac, bc, cc):
+                ch += 1
+                ac, bc, cc = ar, br, cr
+        if _worse(ac, bc, cc, a1, b1, c1):
+            heap[pos] = heap[ch]
+            pos = ch
+        else:
+            break
+    heap[pos] = j
+
+
 def _neighbours(
     q_items: np.ndarray,  # int64, the session's distinct items
     q_w: np.ndarray,  # float64, their weights (1.0 for plain counts)
@@ -163,50 +227,17 @@ def _neighbours(
     n = npos
     slots = slots[:n]
     sims = sims[:n]
-    # top k; at the threshold similarity, the more recent then the larger slot
-    if n > k:
-        thr = np.partition(sims.copy(), n - k)[n - k]
-        n_above = 0
-        n_eq = 0
-        for j in range(n):
-            if sims[j] > thr:
-                n_above += 1
-            elif sims[j] == thr:
-                n_eq += 1
-        need = k - n_above
-        keep = np.zeros(n, dtype=np.bool_)
-        eq_i = np.empty(n_eq, dtype=np.int64)
-        e = 0
-        for j in range(n):
-            if sims[j] > thr:
-                keep[j] = True
-            elif sims[j] == thr:
-                eq_i[e] = j
-                e += 1
-        if n_eq > need:
-            neg_s = np.empty(n_eq, dtype=np.float64)
-            neg_t = np.empty(n_eq, dtype=np.float64)
-            for e in range(n_eq):
-                neg_s[e] = -float(slots[eq_i[e]])
-                neg_t[e] = -time[slots[eq_i[e]]]
-            o1 = np.argsort(neg_s, kind="mergesort")
-            o2 = np.argsort(neg_t[o1], kind="mergesort")
-            for e in range(need):
-                keep[eq_i[o1[o2[e]]]] = True
-        else:
-            for e in range(n_eq):
-                keep[eq_i[e]] = True
-        o = 0
-        for j in range(n):
-            if keep[j]:
-                slots[o] = slots[j]
-                sims[o] = sims[j]
-                o += 1
-        n = o
-        slots = slots[:n]
-        sims = sims[:n]
-    order = np.argsort(slots)
-    return slots[order], sims[order]
+    # top k by (similarity, time, slot), best first
+    t = np.empty(n, dtype=np.float64)
+    for j in range(n):
+        t[j] = time[slots[j]]
+    hj = _heap_select(sims, t, slots, n, k)
+    out_s = np.empty(hj.size, dtype=np.int64)
+    out_v = np.empty(hj.size, dtype=np.float64)
+    for e in range(hj.size):
+        out_s[e] = slots[hj[e]]
+        out_v[e] = sims[hj[e]]
+    return out_s, out_v
 
 
 def _item_scores(
@@ -305,37 +336,16 @@ def _item_scores(
 
 
 def _top_items(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    n = 0
-    for j in range(items.size):
-        if scores[j] > 0.0:
-            n += 1
-    it = np.empty(n, dtype=np.int64)
-    sc = np.empty(n, dtype=np.float64)
-    o = 0
-    for j in range(items.size):
-        if scores[j] > 0.0:
-            it[o] = items[j]
-            sc[o] = scores[j]
-            o += 1
-    if n > k:
-        thr = np.partition(sc.copy(), n - k)[n - k]
-        o = 0
-        for j in range(n):
-            if sc[j] >= thr:
-                it[o] = it[j]
-                sc[o] = sc[j]
-                o += 1
-        it = it[:o]
-        sc = sc[:o]
-    o1 = np.argsort(it)
-    o2 = np.argsort(-sc[o1], kind="mergesort")
-    m = min(k, it.size)
-    out = np.empty(m, dtype=np.int64)
-    for j in range(m):
-        out[j] = it[o1[o2[j]]]
+    hj = _heap_select(scores, np.zeros(items.size), -items, items.size, k)  # ties: smaller item
+    out = np.empty(hj.size, dtype=np.int64)
+    for e in range(hj.size):
+        out[e] = items[hj[e]]
     return out
 
 
+_worse = _jit(_worse)
+_sift_down = _jit(_sift_down)
+_heap_select = _jit(_heap_select)
 neighbours = _jit(_neighbours)
 item_scores = _jit(_item_scores)
 top_items = _jit(_top_items)
