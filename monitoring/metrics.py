@@ -101,6 +101,18 @@ class Metrics:
         self.rebalances = Counter("streamrec_rebalances_total", "Partition assignments received.", registry=r)
         self.last_event_ts = Gauge(
             "streamrec_last_event_timestamp_seconds", "Event time of the newest click processed.", registry=r)
+        self.training_seconds = Gauge(
+            "streamrec_model_training_seconds", "Duration of the batch model's last training (item2vec).",
+            ["model"], registry=r)
+        self.trained_at = Gauge(
+            "streamrec_model_trained_timestamp_seconds",
+            "When the batch model's serving table was trained (age: time() - this).", ["model"], registry=r)
+        self.trainings = Gauge(
+            "streamrec_model_trainings", "Completed trainings of the batch model since start.", ["model"],
+            registry=r)
+        self.training_in_progress = Gauge(
+            "streamrec_model_training_in_progress", "1 while a background training runs.", ["model"],
+            registry=r)
         self.latency = _LatencyHistogram()
         r.register(self.latency)
         self.predictions.labels(model)
@@ -131,6 +143,13 @@ class Metrics:
         self.state_events.set(p.events)
         self.last_event_ts.set(st.watermark)
         self.latency.observe_many(p.latency.drain())
+        model = p.model
+        trained_at = getattr(model, "trained_at", None)
+        if trained_at is not None:  # batch models (item2vec) only
+            self.training_seconds.labels(self.model).set(model.training_seconds)
+            self.trained_at.labels(self.model).set(trained_at)
+            self.trainings.labels(self.model).set(model.trainings)
+            self.training_in_progress.labels(self.model).set(1.0 if model.training else 0.0)
 
     def partitions(self, ends: dict[int, int], positions: dict[int, int]) -> None:
         for part, end in ends.items():
