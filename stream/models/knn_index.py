@@ -5,8 +5,8 @@ State, updated exactly on every click (``SessionIndex.add``, O(1) amortised):
 * per session: an ``item -> last click position`` dict (the session's distinct items in first-seen
   order; positions count repeated clicks, as session-rec's item lists do), its click count, its last
   event timestamp and its number of distinct items (numpy arrays, grown geometrically);
-* per item: a posting list of the sessions that contain it, kept as a numpy ``int32`` buffer that is
-  appended in place, grown geometrically and compacted to its ``max_item_sessions`` most recent
+* per item: a posting list of the sessions that contain it (a segment of one flat ``int32`` store),
+  appended in place, grown geometrically and cut back to its ``max_item_sessions`` most recent
   entries when it reaches twice that length (only the most recent sessions can win "recent"
   sampling, so a cap >= ``sample_size`` loses nothing when sessions arrive in time order);
 * per item: its event count, and the number of sessions seen, for IDF computed on demand as
@@ -17,19 +17,26 @@ entries removed from the posting lists), at most ``max_session_items`` distinct 
 (later new items of a full session are ignored) and at most ``2 * max_item_sessions`` entries per
 posting list.
 
-Why numpy and how. Profiling session-rec's pure-Python loop (sets, per-neighbour dict updates, a
-pandas Series over all items) showed that the time goes into per-candidate Python work. Here every
-step of a query is a handful of whole-array numpy calls: the candidate sessions are the
-concatenated posting lists of the session's items, the weighted overlap of each candidate with the
-session is one ``np.bincount`` with weights, "recent" sampling is one ``np.argpartition`` on the
-candidates' timestamps, the top-``k`` neighbours another ``argpartition``, the neighbours' items are
-flattened once and item scores are summed with one more ``bincount``; the final top list comes from
-``argpartition`` plus a small ``lexsort`` (ties broken by item int, i.e. first-seen order). No
-compiled extension is needed to meet the latency target. Measured on the 2-core dev box,
-yoochoose-100k static protocol (fit train_full, 10,152 test predictions, top 20; per-query minimum
-of 5 passes, since other jobs were running): VSTAN k=100 m=5000 mean 0.135 / p50 0.134 / p99 0.21 ms
-(session-rec's own code: 1.10 ms mean); SKNN 0.08, V-SKNN 0.11, STAN 0.12 ms mean. ``learn_one``
-runs at about 3 us per click (70k training clicks in ~0.2 s).
+Two query paths, same results. With numba importable (and ``STREAMREC_KNN_KERNEL`` not ``0``),
+the query runs in one call of the compiled kernel :mod:`stream.models.knn_kernel`: one pass over
+the session items' posting lists with a per-slot marker (candidates and weighted overlaps), "recent"
+sampling, the similarity, a heap for the top-``k`` neighbours, per-item sums in a dense reusable
+accumulator with a touched list, and a heap for the top items. Otherwise (and as the reference in
+the tests) every step is a handful of whole-array numpy calls: candidates are the concatenated
+posting lists, the overlap one ``np.bincount`` with weights, sampling a ``np.partition`` on the
+candidates' timestamps, item scores another ``bincount``, the top list ``partition`` + ``lexsort``.
+Both use one total order for every selection (neighbours by similarity, then session time, then
+slot; sampling by time, then slot; items by score, then the smaller item int) and add the item
+scores up in the same order, so they return the same neighbours, scores (to the last bits of
+``exp``/``log``) and rankings. Measured on the 2-core dev box under load, yoochoose-100k static
+protocol (fit train_full, 10,152 test predictions, top 20), VSTAN k=100 m=5000: numpy 0.164 ms
+mean / 0.37 ms p99, kernel 0.049 / 0.12 ms; ``ClickProcessor.process`` over 200k synthetic events:
+338 -> 147 us/event. Kernel compile: ~10 s once (cached on disk next to the module, ~0.4 s to load
+per process), done on the model's first ``learn_one``.
+
+Posting lists live in one flat ``int32`` store (per item: start, length, capacity): a full list
+moves to the tail with twice the room, and is cut back to its ``max_item_sessions`` most recent
+entries when it reaches twice that; the store is compacted when its tail fills.
 
 Each session owns a segment of one flat ``(2, n)`` array (items, last positions): a full segment
 moves to the tail with twice the room and the store is compacted when it fills, so gathering the

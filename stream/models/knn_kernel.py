@@ -8,7 +8,8 @@ arrays (per-slot candidate marker, per-item score accumulator + touched list), s
   "recent" sampling (the ``m`` latest by timestamp), the similarity and the top-``k`` neighbours;
 * :func:`item_scores` — per-item sums of the neighbours' contributions (plain, V-SKNN step decay,
   STAN/VSTAN position factors), optional IDF boost;
-* :func:`top_items` — the final top-``k`` (score descending, ties by the smaller item int).
+* :func:`top_items` — the final top-``k`` (score descending, ties by the smaller item int);
+* :func:`recommend` — the three in one call.
 
 They reproduce the numpy path of :mod:`stream.models.knn_index` operation by operation (same
 formulas, same summation order, same tie rules); only ``exp``/``log`` may differ from numpy's SIMD
@@ -17,7 +18,8 @@ this module); when no cache location is writable the functions are compiled per 
 
 Tie rules (shared with the numpy path): "recent" sampling keeps, among sessions with the threshold
 timestamp, the larger slots; the top-``k`` neighbours keep, among sessions with the threshold
-similarity, the more recent then the larger slot; neighbours are returned sorted by slot.
+similarity, the more recent then the larger slot; neighbours are returned best first in that order
+and their items are summed in it.
 
 Examples
 --------

@@ -14,7 +14,8 @@ sim is computed on item sets (li = |s & n|, la = |n|, lb = |s|):
 session are never filtered out. ``pop_boost`` adds pop_boost * (neighbours containing i / max over
 items). ``normalize`` (divide by the maximum) does not change a ranking and is not offered.
 
-Implementation: :class:`stream.models.knn_index.KNNModel` (numpy; the overlap of every candidate is
+Implementation: :class:`stream.models.knn_index.KNNModel`: the compiled kernel
+:mod:`stream.models.knn_kernel` when numba is available, else (numpy; the overlap of every candidate is
 one ``bincount`` over the concatenated posting lists, the item scores another).
 """
 

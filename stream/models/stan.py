@@ -14,7 +14,8 @@ repeated clicks and a repeated item takes its last position; a falsy ``lambda_sp
 unweighted cosine; ``lambda_inh=None`` / ``lambda_snh=None`` switch those factors off. Event time is
 used throughout (session-rec's ``extend`` mode stamps sessions with the wall clock, Q7).
 
-Implementation: :class:`stream.models.knn_index.KNNModel` (numpy-vectorised; see that module for
+Implementation: :class:`stream.models.knn_index.KNNModel`: the compiled kernel
+:mod:`stream.models.knn_kernel` when numba is available, else (numpy-vectorised; see that module for
 why and how). The weighted overlap of every candidate is one ``bincount``; the item-position factor
 uses ``np.maximum.reduceat`` over the flattened neighbours to find pos_n(i*).
 """

@@ -18,7 +18,8 @@ session items times their click count + 1). Not implemented: ``dwelling_time``, 
 ``last_n_days``, ``last_n_clicks``, ``idf_weighting_session``, ``sampling="random"``; ``normalize``
 (dividing by the maximum) does not change a ranking.
 
-Implementation: :class:`stream.models.knn_index.KNNModel` (numpy; step_n for all neighbours at once
+Implementation: :class:`stream.models.knn_index.KNNModel`: the compiled kernel
+:mod:`stream.models.knn_kernel` when numba is available, else (numpy; step_n for all neighbours at once
 with ``np.maximum.reduceat`` of the session positions of their items).
 """
 

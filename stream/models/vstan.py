@@ -11,7 +11,8 @@ Quirk kept: session-rec's ``VSKNN_STAN`` stores ``similarity`` but always comput
 position-weighted cosine (Q2); the parameter is accepted and ignored here too. ``lambda_snh`` is in
 days (Q4); event time only (Q7).
 
-Implementation: :class:`stream.models.knn_index.KNNModel` (numpy; ``np.maximum.reduceat`` over the
+Implementation: :class:`stream.models.knn_index.KNNModel`: the compiled kernel
+:mod:`stream.models.knn_kernel` when numba is available, else (numpy; ``np.maximum.reduceat`` over the
 flattened neighbours gives both pos_n(i*) and p*; the IDF factor is applied once per distinct item
 after summing, which equals session-rec's per-neighbour product).
 """
