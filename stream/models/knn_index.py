@@ -589,7 +589,7 @@ class KNNModel(SessionModel):
         ix = self.index
         w = q.weights if q.weights is not None else np.ones(q.items.size)
         return self._kernel.neighbours(  # type: ignore[union-attr]
-            q.items, w, ix._pstart, ix._plen, ix._pflat, ix.n_items(), q.exclude, ix.time, ix.n_unique,
+            q.items, w, ix._pstart, ix._plen, ix._pflat, ix._n_items, q.exclude, ix.time, ix.n_unique,
             ix.mark, self.sample_size, self.k, spec[0], spec[1], spec[2], float(q.timestamp),
         )  # fmt: skip
 
@@ -620,7 +620,7 @@ class KNNModel(SessionModel):
         w = q.weights if q.weights is not None else np.ones(q.items.size)
         lp = self._item_buffers(q)
         return self._kernel.recommend(  # type: ignore[union-attr]
-            q.items, w, ix._pstart, ix._plen, ix._pflat, ix.n_items(), q.exclude, ix.time, ix.n_unique,
+            q.items, w, ix._pstart, ix._plen, ix._pflat, ix._n_items, q.exclude, ix.time, ix.n_unique,
             ix.mark, self.sample_size, self.k, spec[0], spec[1], spec[2], float(q.timestamp),
             ix._start, ix._flat, lp, q.pos, q.length, spec[3], spec[4], spec[5], self._drop_seen(),
             self._acc, self._imark, ix.events, float(ix.n_sessions_seen), spec[6], k,
@@ -709,7 +709,7 @@ class _Query:
         self.timestamp = timestamp
         self.n_known = model.index.n_items()
         self._lp: np.ndarray | None = None
-        self.spec = model._kernel_spec(self) if model._kernel is not None and last else None
+        self.spec = model._kernel_spec(self) if model._use_kernel and last else None
 
     def last_pos(self, items: np.ndarray) -> np.ndarray:
         """Last 1-based position in the session of each of ``items`` (0 if absent)."""

@@ -22,6 +22,8 @@ uses ``np.maximum.reduceat`` over the flattened neighbours to find pos_n(i*).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from stream.models.knn_index import KNNModel, _Query
@@ -113,9 +115,10 @@ class STAN(KNNModel):
         if (snh is not None and snh <= 0) or (inh is not None and inh <= 0):
             return None  # numpy path (divisions by zero)
         w = q.weights
-        norm = np.sqrt(float(w @ w)) if w is not None else np.sqrt(float(q.items.size))
+        # math.sqrt and np.sqrt are both correctly rounded: the same norm as _similarity's
+        norm = math.sqrt(float(w @ w)) if w is not None else math.sqrt(float(q.items.size))
         sb = snh * DAY if snh is not None else 0.0
-        return (4, float(norm), float(sb), 2, float(inh or 0.0), 0.0, 0.0)
+        return (4, norm, float(sb), 2, float(inh or 0.0), 0.0, 0.0)
 
     def _contributions(
         self,
