@@ -466,3 +466,20 @@ def test_posting_store_relocation_compaction_and_cap():
         got = [ix.key(x) for x in ix.postings(i).tolist()]
         assert got == sess[-len(got) :] and len(got) >= min(len(sess), 20)  # most recent kept, in order
         assert len(got) <= 40
+
+
+def test_kernel_failure_falls_back_to_numpy(monkeypatch):
+    from stream.models import knn_index
+
+    kern = knn_index.load_kernel()
+    if kern is None:
+        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+
+    def broken() -> None:
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(knn_index, "_KERNEL", [kern])  # restored after the test
+    monkeypatch.setattr(kern, "warm_up", broken)
+    m = feed(VSTAN(k=10), PAST)
+    assert m._kernel is None and knn_index.load_kernel() is None
+    assert m.recommend([12, 11], 9.0, k=2) == feed(VSTAN(k=10), PAST).recommend([12, 11], 9.0, k=2)

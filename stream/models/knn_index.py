@@ -49,6 +49,7 @@ weights, its similarity and its per-neighbour item contributions.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -411,7 +412,8 @@ def load_kernel() -> ModuleType | None:
         if os.environ.get("STREAMREC_KNN_KERNEL", "1") not in ("0", "false", "no", "off"):
             try:
                 from stream.models import knn_kernel as mod
-            except ImportError:
+            except Exception as e:  # noqa: BLE001 -- no numba, or a broken one: numpy path
+                logging.getLogger(__name__).warning("kNN kernel unavailable, numpy path used: %r", e)
                 mod = None
         _KERNEL.append(mod)
     return _KERNEL[0]
@@ -502,7 +504,12 @@ class KNNModel(SessionModel):
         if self._cold:  # compile / load the kernels on first use, before the first query
             self._cold = False
             if self._kernel is not None:
-                self._kernel.warm_up()
+                try:
+                    self._kernel.warm_up()
+                except Exception as e:  # noqa: BLE001 -- a kernel that does not compile: numpy path
+                    logging.getLogger(__name__).warning("kNN kernel failed, numpy path used: %r", e)
+                    _KERNEL[:] = [None]
+                    self._use_kernel = False
         self.index.add(session, item, timestamp)
         self._pop.add(item, timestamp)
 
