@@ -26,8 +26,8 @@ the tests) every step is a handful of whole-array numpy calls: candidates are th
 posting lists, the overlap one ``np.bincount`` with weights, sampling a ``np.partition`` on the
 candidates' timestamps, item scores another ``bincount``, the top list ``partition`` + ``lexsort``.
 Both use one total order for every selection (neighbours by similarity, then session time, then
-slot; sampling by time, then slot; items by score, then the smaller item int) and add the item
-scores up in the same order, so they return the same neighbours, scores (to the last bits of
+slot; sampling by time, then slot; items by score, then the smaller item int) and keep candidates in
+first-appearance order (so the item scores add up in the same order), so they return the same neighbours, scores (to the last bits of
 ``exp``/``log``) and rankings. Measured on the 2-core dev box under load, yoochoose-100k static
 protocol (fit train_full, 10,152 test predictions, top 20), VSTAN k=100 m=5000: numpy 0.164 ms
 mean / 0.37 ms p99, kernel 0.049 / 0.12 ms; ``ClickProcessor.process`` over 200k synthetic events:
@@ -350,10 +350,11 @@ class SessionIndex:
             w = 1.0 if weights is None else float(weights[lens[0]])
             return slots.astype(np.int64), np.full(slots.size, w)
         cand = np.concatenate(parts)
-        # distinct candidates in O(len(cand)): the last write of a repeated index wins
+        # distinct candidates in first-appearance order, in O(len(cand)): the last write of a
+        # repeated index wins, so writing in reverse leaves each slot's first position
         scratch = self._scratch
         ar = np.arange(cand.size)
-        scratch[cand] = ar
+        scratch[cand[::-1]] = ar[::-1]
         slots = cand[scratch[cand] == ar]
         scratch[slots] = np.arange(slots.size)
         inv = scratch[cand]
@@ -588,9 +589,7 @@ class KNNModel(SessionModel):
                 eq = eq[np.lexsort((-slots[eq], -t))[:need]]
             above[eq] = True
             slots, sims = slots[above], sims[above]
-        # best first by (similarity, time, slot), as the kernel: item sums add up in this order
-        order = np.lexsort((-slots, -self.index.time[slots], -sims))
-        return slots[order], sims[order]
+        return slots, sims  # candidate order, as the kernel: item sums add up in this order
 
     def _neighbours_kernel(self, q: _Query, spec: tuple) -> tuple[np.ndarray, np.ndarray]:
         ix = self.index

@@ -18,8 +18,9 @@ this module); when no cache location is writable the functions are compiled per 
 
 Tie rules (shared with the numpy path): "recent" sampling keeps, among sessions with the threshold
 timestamp, the larger slots; the top-``k`` neighbours keep, among sessions with the threshold
-similarity, the more recent then the larger slot; neighbours are returned best first in that order
-and their items are summed in it.
+similarity, the more recent then the larger slot; neighbours keep the candidates' order (first
+appearance in the posting lists of the session's items, in first-click order), in which their items
+are summed.
 
 Examples
 --------
@@ -60,6 +61,41 @@ def _worse(a1: float, b1: float, c1: int, a2: float, b2: float, c2: int) -> bool
     if b1 != b2:
         return b1 < b2
     return c1 < c2
+
+
+def _kth(x: np.ndarray, r: int) -> float:
+    """``np.partition(x, r)[r]`` (the value of rank ``r``, 0 = smallest) by quickselect on a copy."""
+    a = x.copy()
+    lo = 0
+    hi = a.size - 1
+    while lo < hi:
+        mid = (lo + hi) // 2  # median of three as the pivot
+        p0, p1, p2 = a[lo], a[mid], a[hi]
+        if p0 > p1:
+            p0, p1 = p1, p0
+        if p1 > p2:
+            p1 = p2
+            if p0 > p1:
+                p1 = p0
+        pivot = p1
+        i = lo
+        j = hi
+        while i <= j:  # Hoare partition
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if r <= j:
+            hi = j
+        elif r >= i:
+            lo = i
+        else:
+            return a[r]
+    return a[r]
 
 
 def _heap_select(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) -> np.ndarray:
@@ -175,7 +211,7 @@ def _neighbours(
         t = np.empty(n, dtype=np.float64)
         for j in range(n):
             t[j] = time[slots[j]]
-        thr = np.partition(t, n - m)[n - m]
+        thr = _kth(t, n - m)
         n_above = 0
         n_eq = 0
         for j in range(n):
@@ -229,17 +265,45 @@ def _neighbours(
     n = npos
     slots = slots[:n]
     sims = sims[:n]
-    # top k by (similarity, time, slot), best first
-    t = np.empty(n, dtype=np.float64)
-    for j in range(n):
-        t[j] = time[slots[j]]
-    hj = _heap_select(sims, t, slots, n, k)
-    out_s = np.empty(hj.size, dtype=np.int64)
-    out_v = np.empty(hj.size, dtype=np.float64)
-    for e in range(hj.size):
-        out_s[e] = slots[hj[e]]
-        out_v[e] = sims[hj[e]]
-    return out_s, out_v
+    # top k by (similarity, time, slot), kept in candidate order
+    if n > k:
+        thr = _kth(sims, n - k)
+        n_above = 0
+        n_eq = 0
+        for j in range(n):
+            if sims[j] > thr:
+                n_above += 1
+            elif sims[j] == thr:
+                n_eq += 1
+        need = k - n_above
+        keep = np.zeros(n, dtype=np.bool_)
+        eq_i = np.empty(n_eq, dtype=np.int64)
+        e = 0
+        for j in range(n):
+            if sims[j] > thr:
+                keep[j] = True
+            elif sims[j] == thr:
+                eq_i[e] = j
+                e += 1
+        if n_eq > need:  # the more recent, then the larger slot
+            eq_t = np.empty(n_eq, dtype=np.float64)
+            eq_s = np.empty(n_eq, dtype=np.int64)
+            for e in range(n_eq):
+                eq_t[e] = time[slots[eq_i[e]]]
+                eq_s[e] = slots[eq_i[e]]
+            for e in _heap_select(np.ones(n_eq), eq_t, eq_s, n_eq, need):
+                keep[eq_i[e]] = True
+        else:
+            for e in range(n_eq):
+                keep[eq_i[e]] = True
+        o = 0
+        for j in range(n):
+            if keep[j]:
+                slots[o] = slots[j]
+                sims[o] = sims[j]
+                o += 1
+        n = o
+    return slots[:n].copy(), sims[:n].copy()
 
 
 def _item_scores(
@@ -347,6 +411,7 @@ def _top_items(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
 
 _worse = _jit(_worse)
 _sift_down = _jit(_sift_down)
+_kth = _jit(_kth)
 _heap_select = _jit(_heap_select)
 neighbours = _jit(_neighbours)
 item_scores = _jit(_item_scores)
