@@ -170,6 +170,7 @@ class DriftMonitor:
         self._long_sum: dict[str, np.ndarray] = {}
         self._lstreak: dict[str, int] = dict.fromkeys(self.signals, 0)
         self.long_raw_detections: dict[str, int] = dict.fromkeys(self.signals, 0)  # long window over threshold
+        self.long_max_streak: dict[str, int] = dict.fromkeys(self.signals, 0)  # longest run of those
         self.max_surprise: dict[str, float] = dict.fromkeys(self.signals, 0.0)  # largest -log p of one check
 
         self.policy = make_policy(on_drift, buffer_events) if isinstance(on_drift, str) else on_drift
@@ -446,6 +447,8 @@ class DriftMonitor:
             return False
         self._lstreak[s] += 1
         self.long_raw_detections[s] += 1
+        if self._lstreak[s] > self.long_max_streak[s]:
+            self.long_max_streak[s] = self._lstreak[s]
         return self._lstreak[s] >= self.persistence
 
     def _why(self, s: str, ref: np.ndarray, live: np.ndarray, score: float, threshold: float) -> str:
@@ -499,6 +502,7 @@ class DriftMonitor:
             "thresholds": {s: round(c.threshold, 5) for s, c in self.calibration.items()},
             "long_thresholds": {s: round(t, 5) for s, t in self.long_threshold.items()},
             "long_raw_detections": dict(self.long_raw_detections),
+            "long_max_streak": dict(self.long_max_streak),
             "max_surprise": {s: round(v, 2) for s, v in self.max_surprise.items()},
             "single_check_surprise": round(self._single, 2),
         }
