@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser | Any, on_drift: str = "alert"
     add(parser, "--buffer-events", default=50_000, type=int, help="recent clicks kept to retrain from")
     add(parser, "--long-checks", default=8, type=int,
         help="check windows in the sliding long window (slow drifts); 0 disables it")
+    add(parser, "--long-tail", default=0.01, type=float,
+        help="share of the bootstrap's run minima the long window's tail is fitted to (larger: quieter, slower)")
     add(parser, "--false-alarm-events", default=1e8, type=float,
         help="target clicks between false alarms of one check alone (a single check far beyond the "
              "reference's noise is a detection)")
@@ -50,6 +52,7 @@ def from_args(args: argparse.Namespace, **overrides: Any) -> DriftMonitor:
         "buffer_events": args.buffer_events,
         "false_alarm_events": getattr(args, "false_alarm_events", 1e8),
         "long_checks": getattr(args, "long_checks", 8),
+        "long_tail": getattr(args, "long_tail", 0.01),
     }
     params.update(overrides)
     return DriftMonitor(**params)
