@@ -28,7 +28,7 @@ MODELS: dict[str, str] = {
 }
 
 #: What a user gets without ``--model``: the best model measured (see README).
-DEFAULT_MODEL = "sr"
+DEFAULT_MODEL = "hybrid"
 
 
 def model_class(name: str) -> type[SessionModel]:

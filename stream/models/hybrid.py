@@ -231,6 +231,9 @@ class Hybrid(SessionModel):
 
             if isinstance(m, _RuleModel):
                 return _top(m.scores(history[-1]), depth)
+            top_scores = getattr(m, "top_scores", None)
+            if top_scores is not None:  # kNN models: only the best `depth` candidates
+                return _top(top_scores(history, ts, depth, session), depth)
             scores = getattr(m, "scores", None)
             if scores is not None and not isinstance(m, _RuleModel):
                 try:

@@ -642,6 +642,22 @@ class KNNModel(SessionModel):
         order = np.argsort(items)  # by item int, whichever path computed them
         return dict(zip(items[order].tolist(), sc[order].tolist(), strict=True))
 
+    def top_scores(
+        self, history: Sequence[int], timestamp: float, k: int, session: int | None = None
+    ) -> dict[int, float]:
+        """The (about) ``k`` best candidate items with their kNN scores: what a hybrid mixes.
+
+        Cheaper than :meth:`scores` (no dict of every candidate); the ``k``-th place is cut by
+        ``argpartition``, so ties there fall either way.
+        """
+        if not history:
+            return {}
+        items, sc = self._scores(_Query(self, history, timestamp, session))
+        if items.size > k > 0:
+            keep = np.argpartition(-sc, k - 1)[:k]
+            items, sc = items[keep], sc[keep]
+        return dict(zip(items.tolist(), sc.tolist(), strict=True))
+
     def _scores(self, q: _Query) -> tuple[np.ndarray, np.ndarray]:
         if q.spec is not None:
             return self._scores_kernel(q, q.spec)
