@@ -452,26 +452,32 @@ def commit(consumer: Any, offsets: dict[tuple[str, int], int], committed: dict[t
 
 
 def seek_to_state(consumer: Any, tp: Any, c: Checkpointer) -> None:
-    """Start a newly assigned partition at max(state's next offset, committed position).
+    """Resume a newly assigned partition at max(state's next offset, group's committed offset).
 
-    Below the state's offset, events are already in the state; a committed position beyond it
-    means another worker's state took those events (each worker has its own state dir).
+    Below the state's offset, events are already in the state (they are also filtered by
+    :meth:`Checkpointer.fresh`); a committed offset beyond it means another worker's state took
+    those events (each worker has its own state dir). Called from the main loop after the poll
+    that delivered the assignment, whose records are not processed yet: the consumer's
+    *position* is then already past them, so it must not be taken as progress.
     """
     floor = c.floor(tp)
     if floor < 0:
         return
     try:
+        done = consumer.committed(tp, timeout_ms=10_000)
+        if done is not None and done > floor:
+            c.advance(tp, done)
+            log_event(log, "another worker went further", partition=tp.partition, state=floor, committed=done)
+            return
         pos = consumer.position(tp, timeout_ms=10_000)
     except Exception as exc:  # noqa: BLE001 - e.g. the partition moved again; dedupe still holds
-        log_event(log, "could not read position", level=logging.WARNING, partition=tp.partition,
+        log_event(log, "could not read offsets", level=logging.WARNING, partition=tp.partition,
                   error=type(exc).__name__)
         return
     if pos is not None and pos < floor:
         consumer.seek(tp, floor)
-        log_event(log, "seeking to the checkpointed offset", partition=tp.partition, committed=pos,
+        log_event(log, "seeking to the checkpointed offset", partition=tp.partition, position=pos,
                   offset=floor)
-    elif pos is not None and pos > floor:
-        c.advance(tp, pos)
 
 
 def drop_sessions(processor: Any, consumer: Any, topic: str, partitions: set[int]) -> int:
