@@ -236,8 +236,10 @@ def test_worker_retrains_item2vec_on_new_catalog_drift_and_recovers(broker, uniq
                                   n_items=500, new_item_share=0.5))
     produce_events(cfg, topic, events, partitions=1, show_progress=False)
 
-    model = Item2Vec(warmup=3_000, epochs=10, vector_size=32, workers=1)
-    monitor = DriftMonitor(reference_events=5_000, warmup=1_000, on_drift="retrain", buffer_events=6_000)
+    # the warm-up training runs in line, so the drift reference (clicks 4,000..9,000) is captured
+    # with the model the stream will be served by; the drift policy's retrain runs in the background
+    model = Item2Vec(warmup=3_000, epochs=10, vector_size=32, workers=1, background=False)
+    monitor = DriftMonitor(reference_events=5_000, warmup=4_000, on_drift="retrain", buffer_events=6_000)
     processor = ClickProcessor(model, k=20, monitor=monitor)
     monitor.attach(processor)
     worker = Worker(WorkerSettings(client=cfg, topic=topic, group=group, model_name="item2vec",
