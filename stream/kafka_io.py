@@ -90,12 +90,26 @@ def redacted(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: ("***" if k in _SECRET_KEYS and v is not None else v) for k, v in cfg.items()}
 
 
+_DEFAULTS: dict[str, dict[str, Any]] = {"producer": PRODUCER_DEFAULTS, "consumer": CONSUMER_DEFAULTS, "admin": {}}
+
+
+def client_kwargs(kind: str, cfg: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The keyword arguments every kafka-python client of ``kind`` (producer, consumer, admin) gets:
+    the shared connection and security settings, that kind's defaults, then ``overrides``.
+
+    >>> kw = client_kwargs("consumer", {"bootstrap_servers": "b:9092", "security_protocol": "SSL"}, group_id="g")
+    >>> kw["security_protocol"], kw["group_id"], kw["enable_auto_commit"]
+    ('SSL', 'g', False)
+    """
+    return {**cfg, **_DEFAULTS[kind], **overrides}
+
+
 def make_producer(cfg: dict[str, Any], **overrides: Any) -> KafkaProducer:
-    return KafkaProducer(**{**cfg, **PRODUCER_DEFAULTS, **overrides})
+    return KafkaProducer(**client_kwargs("producer", cfg, **overrides))
 
 
 def make_consumer(cfg: dict[str, Any], **overrides: Any) -> KafkaConsumer:
-    return KafkaConsumer(**{**cfg, **CONSUMER_DEFAULTS, **overrides})
+    return KafkaConsumer(**client_kwargs("consumer", cfg, **overrides))
 
 
 def ensure_topic(cfg: dict[str, Any], topic: str, partitions: int = 1, timeout_s: float = 30.0) -> bool:
@@ -106,7 +120,7 @@ def ensure_topic(cfg: dict[str, Any], topic: str, partitions: int = 1, timeout_s
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(**cfg)
+            admin = KafkaAdminClient(**client_kwargs("admin", cfg))
             break
         except KafkaError as exc:
             if time.monotonic() > deadline:

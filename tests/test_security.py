@@ -60,35 +60,15 @@ def test_flags_override_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg["sasl_plain_username"] == "from-flag" and cfg["sasl_mechanism"] == "PLAIN"
 
 
-def test_every_client_gets_the_security_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """make_producer / make_consumer / ensure_topic (admin) all build from the same config.
-
-    The kafka-python classes are swapped for recorders here only: this checks our plumbing, not
-    Kafka (a real SASL broker is not available in the test environment)."""
-    seen: dict[str, dict[str, Any]] = {}
-
-    def recorder(name: str) -> Any:
-        class Rec:
-            def __init__(self, **kw: Any) -> None:
-                seen[name] = kw
-
-            def list_topics(self) -> list[str]:
-                return ["t"]
-
-            def close(self) -> None:
-                pass
-
-        return Rec
-
-    monkeypatch.setattr(kafka_io, "KafkaProducer", recorder("producer"))
-    monkeypatch.setattr(kafka_io, "KafkaConsumer", recorder("consumer"))
-    monkeypatch.setattr(kafka_io, "KafkaAdminClient", recorder("admin"))
-    kafka_io.make_producer(EXPECTED)
-    kafka_io.make_consumer(EXPECTED, group_id="g")
-    kafka_io.ensure_topic(EXPECTED, "t")
-    for name in ("producer", "consumer", "admin"):
+def test_every_client_gets_the_security_settings() -> None:
+    """make_producer / make_consumer / ensure_topic (admin) all build their keyword arguments with
+    ``client_kwargs`` from the same config (pure logic: a SASL broker is not available here)."""
+    for kind, extra in (("producer", {}), ("consumer", {"group_id": "g"}), ("admin", {})):
+        kw = kafka_io.client_kwargs(kind, EXPECTED, **extra)
         for k, v in EXPECTED.items():
-            assert seen[name][k] == v, (name, k)
+            assert kw[k] == v, (kind, k)
+    # overrides win over the kind's defaults, which win over nothing else
+    assert kafka_io.client_kwargs("consumer", EXPECTED, max_poll_records=7)["max_poll_records"] == 7
 
 
 def test_worker_command_passes_config_to_worker(monkeypatch: pytest.MonkeyPatch) -> None:
