@@ -49,7 +49,7 @@ def test_retailrocket_sessions_cut_at_30_minutes(tmp_path: Path) -> None:
 
 def test_online_retail_invoice_is_session_and_skips_cancellations(tmp_path: Path) -> None:
     header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
-    p = write(tmp_path, "online_retail_2011-01.csv.gz", header +
+    write(tmp_path, "online_retail_2011-01.csv.gz", header +
               "536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850,UK\n"
               "C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527,UK\n"
               "536366,22633,HAND WARMER,6,2010-12-01 08:28:00,1.85,,UK\n")
