@@ -106,6 +106,7 @@ class Worker:
         self._stop_reason = ""
         self.invalid = 0
         self.published = 0
+        self._published_flushed = 0  # published lists already counted in the metric
         self.last_poll = time.monotonic()
         self.last_progress = time.monotonic()
         self.started = time.monotonic()
@@ -260,7 +261,6 @@ class Worker:
             self._published_flushed = self.published
         producer.flush()
 
-    _published_flushed = 0
     _rec_parts: tuple[int, int] | None = None
 
     def _rec_partition(self, producer: Any, tp: TopicPartition) -> int | None:
