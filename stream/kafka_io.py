@@ -29,7 +29,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "heartbeat_interval_ms": 1_000,
     "max_poll_interval_ms": 60_000,
     "request_timeout_ms": 30_000,
-    "max_poll_records": 1_000,
+    "max_poll_records": 5_000,
     "fetch_max_bytes": 16 * 1024 * 1024,
     "max_partition_fetch_bytes": 4 * 1024 * 1024,
     "enable_auto_commit": False,

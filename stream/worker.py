@@ -169,6 +169,7 @@ class Worker:
         if self.ckpt.load(self.processor) is not None:
             ckpt.rebase_metrics(self.metrics, self.processor)
         self.metrics.flush(self.processor)
+        self.processor.model.warm_up()  # compile before the first click, not on it
         consumer = kafka_io.make_consumer(s.client, group_id=s.group, **s.consumer_overrides)
         self._consumer = consumer
         producer = kafka_io.make_producer(s.client)

@@ -47,6 +47,9 @@ class SessionModel(abc.ABC):
     ) -> list[int]:
         """Return up to ``k`` item ints, best first, for a session whose clicks are ``history``."""
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Compile or load what the first click would otherwise wait for (called at start-up)."""
+
     def forget_session(self, session: int) -> None:  # noqa: B027 - optional hook
         """Called when the session store drops ``session``; models may release per-session state."""
 

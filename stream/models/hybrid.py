@@ -309,6 +309,10 @@ class Hybrid(SessionModel):
         if ranking:
             self._best = ranking[0]
 
+    def warm_up(self) -> None:
+        for m in self.parts:
+            m.warm_up()
+
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
         if self._policy is not None and history:
             self._reward(session, item, timestamp, history)

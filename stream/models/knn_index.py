@@ -503,8 +503,9 @@ class KNNModel(SessionModel):
         """Whether the kernel's scores need no Python adjustment before ranking (one call)."""
         return type(self)._kernel_adjust is KNNModel._kernel_adjust and type(self)._scores is KNNModel._scores
 
-    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
-        if self._cold:  # compile / load the kernels on first use, before the first query
+    def warm_up(self) -> None:
+        """Compile (or load from the on-disk cache) the kernels; at the latest on the first click."""
+        if self._cold:
             self._cold = False
             if self._kernel is not None:
                 try:
@@ -513,6 +514,10 @@ class KNNModel(SessionModel):
                     logging.getLogger(__name__).warning("kNN kernel failed, numpy path used: %r", e)
                     _KERNEL[:] = [None]
                     self._use_kernel = False
+
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
+        if self._cold:  # compile / load the kernels on first use, before the first query
+            self.warm_up()
         self.index.add(session, item, timestamp)
         self._pop.add(item, timestamp)
 

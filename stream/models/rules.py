@@ -51,7 +51,7 @@ def step_weight(weighting: str, x: int) -> float:
 class _RuleModel(SessionModel):
     """Shared storage, pruning and ranking of the rule models."""
 
-    def __init__(self, pruning: int = 20, max_row: int = 200, fallback: bool = True) -> None:
+    def __init__(self, pruning: int = 20, max_row: int = 50, fallback: bool = True) -> None:
         if pruning < 0:
             raise ValueError("pruning must be >= 0 (0 keeps every partner)")
         self.pruning = pruning
@@ -193,7 +193,7 @@ class SequentialRules(_RuleModel):
         steps: int = 10,
         weighting: str = "div",
         pruning: int = 20,
-        max_row: int = 200,
+        max_row: int = 50,
         fallback: bool = True,
     ) -> None:
         super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
@@ -248,7 +248,7 @@ class AssociationRules(_RuleModel):
 
     name = "ar"
 
-    def __init__(self, pruning: int = 20, max_row: int = 200, fallback: bool = True) -> None:
+    def __init__(self, pruning: int = 20, max_row: int = 50, fallback: bool = True) -> None:
         super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
 
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
@@ -271,7 +271,7 @@ class MarkovChain(_RuleModel):
 
     name = "markov"
 
-    def __init__(self, pruning: int = 20, max_row: int = 200, fallback: bool = True) -> None:
+    def __init__(self, pruning: int = 20, max_row: int = 50, fallback: bool = True) -> None:
         super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
 
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
