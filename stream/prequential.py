@@ -43,13 +43,13 @@ class Prequential:
     def update(self, recs: list[int], item: int) -> float:
         """Score one prediction; returns its reciprocal rank (0.0 for a miss)."""
         k = self.k
-        try:
-            rank = recs.index(item, 0, k) + 1
-            rr = 1.0 / rank
-            hit = 1
-        except ValueError:
-            rr = 0.0
-            hit = 0
+        rr = 0.0
+        hit = 0
+        if item in recs:  # a miss raises no exception (a third of the clicks; raising costs ~1 us)
+            rank = recs.index(item) + 1
+            if rank <= k:
+                rr = 1.0 / rank
+                hit = 1
         self.predictions += 1
         self.hits += hit
         self.rr_sum += rr
