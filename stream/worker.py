@@ -29,6 +29,10 @@ from stream.http import HttpServer, Routes
 log = logging.getLogger("streamrec.worker")
 
 
+#: Records per group poll when every partition is also learned (``--learn-all-partitions``).
+REPLICA_POLL_RECORDS = 1_000
+
+
 @dataclass
 class WorkerSettings:
     """Everything the worker loop needs besides the processor."""
@@ -170,7 +174,10 @@ class Worker:
             ckpt.rebase_metrics(self.metrics, self.processor)
         self.metrics.flush(self.processor)
         self.processor.model.warm_up()  # compile before the first click, not on it
-        consumer = kafka_io.make_consumer(s.client, group_id=s.group, **s.consumer_overrides)
+        overrides = dict(s.consumer_overrides)
+        if s.learn_all_partitions:  # the replica merges foreign clicks once per poll: keep polls short
+            overrides.setdefault("max_poll_records", REPLICA_POLL_RECORDS)
+        consumer = kafka_io.make_consumer(s.client, group_id=s.group, **overrides)
         self._consumer = consumer
         producer = kafka_io.make_producer(s.client)
         consumer.subscribe([s.topic], listener=self.listener)
