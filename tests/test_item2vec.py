@@ -13,6 +13,7 @@ pytest.importorskip("gensim", reason="item2vec needs the optional dependency gen
 
 from stream.models import make_model  # noqa: E402
 from stream.models.item2vec import FF19_TUNED, Item2Vec, NeighbourTable  # noqa: E402
+from tests.kafka_read import read_topic  # noqa: E402
 
 CLUSTERS = [[1, 2, 3, 4], [10, 11, 12, 13]]
 
@@ -194,24 +195,6 @@ def test_without_gensim_streamrec_imports_and_item2vec_says_what_to_install():
     assert "[2, 1]" in out.stdout and "ERR" in out.stdout and "streamrec[item2vec]" in out.stdout
 
 
-def read_topic(cfg: dict, topic: str, expect: int, timeout: float = 60.0) -> list:
-    """Every record of ``topic`` from the beginning (single partition), up to ``expect``."""
-    from kafka import TopicPartition
-
-    from stream import kafka_io
-
-    consumer = kafka_io.make_consumer(cfg, group_id=None, enable_auto_commit=False)
-    consumer.assign([TopicPartition(topic, 0)])
-    consumer.seek_to_beginning()
-    out: list = []
-    deadline = time.monotonic() + timeout
-    while len(out) < expect and time.monotonic() < deadline:
-        for recs in consumer.poll(timeout_ms=500).values():
-            out.extend(recs)
-    consumer.close()
-    return out
-
-
 @pytest.mark.broker
 @pytest.mark.slow
 def test_worker_retrains_item2vec_on_new_catalog_drift_and_recovers(broker, unique):
@@ -259,7 +242,7 @@ def test_worker_retrains_item2vec_on_new_catalog_drift_and_recovers(broker, uniq
 
     # nothing dropped: every click processed once and one list published per click
     assert processor.events == n and worker.invalid == 0
-    published = read_topic(cfg, recs_topic, n)
+    published = read_topic(cfg, recs_topic, n, timeout=60.0)
     assert len(published) == n
     # the warm-up training, then the retrain the drift policy asked for once it was due
     assert monitor.retrains >= 1 and monitor.due_events and monitor.due_events[0] > drift_at

@@ -11,12 +11,12 @@ import urllib.request
 
 import orjson
 import pytest
-from kafka import TopicPartition
 
 from stream import kafka_io
 from stream.broker import free_port
 from stream.producer import produce_events
 from stream.synthetic import SyntheticStream
+from tests.kafka_read import read_topic
 
 pytestmark = pytest.mark.broker
 
@@ -39,20 +39,6 @@ def metric(text: str, name: str) -> float:
 def invalid_total(text: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("streamrec_events_invalid_total{"))
-
-
-def read_all(cfg: dict, topic: str, expect: int, timeout: float = 30.0) -> list:
-    consumer = kafka_io.make_consumer(cfg, group_id=None, enable_auto_commit=False)
-    parts = consumer.partitions_for_topic(topic) or {0}
-    consumer.assign([TopicPartition(topic, p) for p in parts])
-    consumer.seek_to_beginning()
-    out: list = []
-    deadline = time.monotonic() + timeout
-    while len(out) < expect and time.monotonic() < deadline:
-        for recs in consumer.poll(timeout_ms=500).values():
-            out.extend(recs)
-    consumer.close()
-    return out
 
 
 def test_producer_worker_recommendations_and_http(broker, unique) -> None:
@@ -108,14 +94,14 @@ def test_producer_worker_recommendations_and_http(broker, unique) -> None:
         assert code == 200 and json.loads(body)["status"] == "ok"
 
         # every valid click produced one published list, keyed by session id
-        published = read_all(cfg, recs_topic, n_valid)
+        published = read_topic(cfg, recs_topic, n_valid)
         assert len(published) == n_valid
         first = orjson.loads(published[0].value)
         assert set(first) == {"session_id", "timestamp", "items"}
         assert published[0].key == first["session_id"].encode()
 
         # every malformed message is in the dead-letter topic with its provenance
-        dlq = read_all(cfg, f"{topic}.dlq", n_bad)
+        dlq = read_topic(cfg, f"{topic}.dlq", n_bad)
         assert len(dlq) == n_bad
         headers = dict(dlq[0].headers)
         assert set(headers) == {"source_topic", "source_partition", "source_offset", "error"}

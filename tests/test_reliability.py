@@ -29,6 +29,7 @@ from stream.cli import build_parser
 from stream.commands.common import build_processor
 from stream.events import Event
 from stream.synthetic import SyntheticStream
+from tests.kafka_read import read_topic
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -184,23 +185,6 @@ def produce_mixed(cfg: dict[str, Any], topic: str, events: list[Event], n_bad: i
     return out
 
 
-def read_topic(cfg: dict[str, Any], topic: str, expect: int, timeout: float = 30.0) -> list[Any]:
-    consumer = kafka_io.make_consumer(cfg, group_id=None)
-    parts = consumer.partitions_for_topic(topic) or {0}
-    consumer.assign([TopicPartition(topic, p) for p in parts])
-    consumer.seek_to_beginning()
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < expect and time.monotonic() < deadline:
-        for recs in consumer.poll(timeout_ms=500).values():
-            out.extend(recs)
-    time.sleep(0.5)
-    for recs in consumer.poll(timeout_ms=500).values():  # anything beyond what we expect
-        out.extend(recs)
-    consumer.close()
-    return out
-
-
 def reference_rules(events: list[Event]) -> dict[str, dict[str, float]]:
     """SR rule table of an uninterrupted in-process run, keyed by item *names*."""
     args = build_parser().parse_args(["worker", "--model", "sr"])
@@ -285,7 +269,7 @@ def test_sigkill_three_times_no_loss_no_double_count(broker, unique, tmp_path) -
     assert snap.offsets == end_offsets(topic)
     assert named_rules(p) == reference_rules(events)
 
-    dlq = read_topic(cfg, f"{topic}.dlq", n_bad, timeout=30)
+    dlq = read_topic(cfg, f"{topic}.dlq", n_bad, timeout=30, extra_s=0.5)
     sources = set()
     for rec in dlq:
         h = dict(rec.headers)

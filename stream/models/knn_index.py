@@ -229,20 +229,10 @@ class SessionIndex:
     def _compact(self, extra: int) -> None:
         """Drop dead segments (amortised O(1) per click: runs when the store is full)."""
         live = np.flatnonzero(self._capa[: len(self._keys)])
-        capa = self._capa[live]
-        used = int(capa.sum())
-        size = max(2 * (used + extra), 4096)
-        flat = np.zeros((2, size), dtype=np.int64)
+        used = int(self._capa[live].sum())
+        flat = np.zeros((2, max(2 * (used + extra), 4096)), dtype=np.int64)
         if live.size:
-            new_start = np.zeros(live.size, dtype=np.int64)
-            np.cumsum(capa[:-1], out=new_start[1:])
-            n = self.n_unique[live]
-            total = int(n.sum())
-            offs = np.zeros(live.size, dtype=np.int64)
-            np.cumsum(n[:-1], out=offs[1:])
-            ar = np.arange(total)
-            src = np.repeat(self._start[live] - offs, n) + ar
-            dst = np.repeat(new_start - offs, n) + ar
+            new_start, src, dst = _compaction(self._start[live], self._capa[live], self.n_unique[live])
             flat[:, dst] = self._flat[:, src]
             self._start[live] = new_start
         self._flat = flat
@@ -279,19 +269,10 @@ class SessionIndex:
     def _pcompact(self, extra: int) -> None:
         """Drop the posting store's dead segments (amortised O(1) per click)."""
         live = np.flatnonzero(self._pcap[: self._n_items])
-        capa = self._pcap[live]
-        used = int(capa.sum())
+        used = int(self._pcap[live].sum())
         flat = np.zeros(max(2 * (used + extra), 8192), dtype=np.int32)
         if live.size:
-            new_start = np.zeros(live.size, dtype=np.int64)
-            np.cumsum(capa[:-1], out=new_start[1:])
-            n = self._plen[live]
-            total = int(n.sum())
-            offs = np.zeros(live.size, dtype=np.int64)
-            np.cumsum(n[:-1], out=offs[1:])
-            ar = np.arange(total)
-            src = np.repeat(self._pstart[live] - offs, n) + ar
-            dst = np.repeat(new_start - offs, n) + ar
+            new_start, src, dst = _compaction(self._pstart[live], self._pcap[live], self._plen[live])
             flat[dst] = self._pflat[src]
             self._pstart[live] = new_start
         self._pflat = flat
@@ -420,6 +401,26 @@ def load_kernel() -> ModuleType | None:
                 mod = None
         _KERNEL.append(mod)
     return _KERNEL[0]
+
+
+def _compaction(
+    start: np.ndarray, capa: np.ndarray, used: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compacting a segmented store: the live segments (``start``, capacity ``capa``, ``used``
+    entries each, in order) packed from 0. Returns their new starts and the source and
+    destination index of every used entry (``new[dst] = old[src]``).
+
+    >>> [a.tolist() for a in _compaction(np.array([8, 2]), np.array([4, 2]), np.array([3, 1]))]
+    [[0, 4], [8, 9, 10, 2], [0, 1, 2, 4]]
+    """
+    new_start = np.zeros(start.size, dtype=np.int64)
+    np.cumsum(capa[:-1], out=new_start[1:])
+    offs = np.zeros(start.size, dtype=np.int64)
+    np.cumsum(used[:-1], out=offs[1:])
+    ar = np.arange(int(used.sum()))
+    src = np.repeat(start - offs, used) + ar
+    dst = np.repeat(new_start - offs, used) + ar
+    return new_start, src, dst
 
 
 def _grow(a: np.ndarray, need: int) -> np.ndarray:

@@ -98,6 +98,19 @@ def _kth(x: np.ndarray, r: int) -> float:
     return a[r]
 
 
+def _threshold(x: np.ndarray, r: int) -> tuple[float, int, int]:
+    """The value of rank ``r`` in ``x`` (:func:`_kth`) and how many entries are above / equal to it."""
+    thr = _kth(x, r)
+    n_above = 0
+    n_eq = 0
+    for j in range(x.size):
+        if x[j] > thr:
+            n_above += 1
+        elif x[j] == thr:
+            n_eq += 1
+    return thr, n_above, n_eq
+
+
 def _heap_select(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) -> np.ndarray:
     """Indices of the best ``k`` of ``n`` entries with ``a > 0`` by the key ``(a, b, c)``, best
     first (a min-heap of size k, worst at the root, then a heap sort)."""
@@ -211,14 +224,7 @@ def _neighbours(
         t = np.empty(n, dtype=np.float64)
         for j in range(n):
             t[j] = time[slots[j]]
-        thr = _kth(t, n - m)
-        n_above = 0
-        n_eq = 0
-        for j in range(n):
-            if t[j] > thr:
-                n_above += 1
-            elif t[j] == thr:
-                n_eq += 1
+        thr, n_above, n_eq = _threshold(t, n - m)
         need = m - n_above
         s_min = -1
         if n_eq > need:
@@ -267,14 +273,7 @@ def _neighbours(
     sims = sims[:n]
     # top k by (similarity, time, slot), kept in candidate order
     if n > k:
-        thr = _kth(sims, n - k)
-        n_above = 0
-        n_eq = 0
-        for j in range(n):
-            if sims[j] > thr:
-                n_above += 1
-            elif sims[j] == thr:
-                n_eq += 1
+        thr, n_above, n_eq = _threshold(sims, n - k)
         need = k - n_above
         keep = np.zeros(n, dtype=np.bool_)
         eq_i = np.empty(n_eq, dtype=np.int64)
@@ -412,6 +411,7 @@ def _top_items(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
 _worse = _jit(_worse)
 _sift_down = _jit(_sift_down)
 _kth = _jit(_kth)
+_threshold = _jit(_threshold)
 _heap_select = _jit(_heap_select)
 neighbours = _jit(_neighbours)
 item_scores = _jit(_item_scores)
