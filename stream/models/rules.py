@@ -78,9 +78,9 @@ class _RuleModel(SessionModel):
                 if b in r:
                     i = r.index(b)
                     if i and row[r[i - 1]] <= v:
-                        self._rerank(a, r, row, b, v)
+                        self._rerank(a, r, row, b, v, i)
                 elif len(r) < self.pruning or self.pruning <= 0 or v >= row[r[-1]]:
-                    self._rerank(a, r, row, b, v)
+                    self._rerank(a, r, row, b, v, -1)
             else:  # weights only grow in the incremental update (SR "linear" can add <= 0)
                 del self._ranked[a]
         if len(row) > 2 * self.max_row:
@@ -94,23 +94,24 @@ class _RuleModel(SessionModel):
         if not 0 < self.pruning <= self.max_row:  # else the top ``pruning`` keep their order
             self._ranked.pop(a, None)
 
-    def _rerank(self, a: int, r: list[int], row: dict[int, float], b: int, v: float) -> None:
-        """Update the cached ranking ``r`` of ``a`` in place after ``row[b]`` grew to ``v``.
+    def _rerank(self, a: int, r: list[int], row: dict[int, float], b: int, v: float, i: int) -> None:
+        """Update the cached ranking ``r`` of ``a`` in place after ``row[b]`` grew to ``v``
+        (``i``: ``b``'s index in ``r``, -1 if not listed).
 
         Only ``b`` moved (up), so the new ranking is ``r`` with ``b`` re-inserted: after partners
         heavier than ``v``, among those of equal weight by insertion into the row (``sorted`` is
         stable), before lighter ones; a partner it displaces from a full list drops out.
         """
-        if b in r:
-            j = r.index(b)
-            del r[j]
-            listed = True
+        listed = i >= 0
+        if listed:
+            del r[i]
+            j = i
         else:
             j = len(r)
-            listed = False
         while j > 0 and row[r[j - 1]] < v:
             j -= 1
-        if j > 0 and row[r[j - 1]] == v:  # a tie: order by insertion into the row
+        # a tie: order by insertion into the row (nothing to move if b is the newest partner)
+        if j > 0 and row[r[j - 1]] == v and next(reversed(row)) != b:
             keys = list(row)
             ib = keys.index(b)
             while j > 0 and row[r[j - 1]] == v and keys.index(r[j - 1]) > ib:
@@ -231,9 +232,9 @@ class SequentialRules(_RuleModel):
                     elif item in r:
                         i = r.index(item)
                         if i and row[r[i - 1]] <= v:
-                            self._rerank(a, r, row, item, v)
+                            self._rerank(a, r, row, item, v, i)
                     elif len(r) < pruning or pruning <= 0 or v >= row[r[-1]]:
-                        self._rerank(a, r, row, item, v)
+                        self._rerank(a, r, row, item, v, -1)
                 if len(row) > overflow:
                     self._prune(a, row)
         self._pop.add(item, timestamp)
