@@ -74,12 +74,17 @@ class _RuleModel(SessionModel):
         r = self._ranked.get(a)
         if r is not None:
             if w > 0.0:
-                # fast paths: ``b`` keeps its place, or stays below a full list
-                if b in r:
+                # fast paths: ``b`` keeps its place, or stays below a full list (a new partner is
+                # the row's newest: it follows equal weights)
+                n = self.pruning
+                if old is None:
+                    if len(r) < n or n <= 0 or v > row[r[-1]]:
+                        self._rerank(a, r, row, b, v, -1)
+                elif b in r:
                     i = r.index(b)
                     if i and row[r[i - 1]] <= v:
                         self._rerank(a, r, row, b, v, i)
-                elif len(r) < self.pruning or self.pruning <= 0 or v >= row[r[-1]]:
+                elif len(r) < n or n <= 0 or v >= row[r[-1]]:
                     self._rerank(a, r, row, b, v, -1)
             else:  # weights only grow in the incremental update (SR "linear" can add <= 0)
                 del self._ranked[a]
@@ -224,11 +229,15 @@ class SequentialRules(_RuleModel):
                 row = rules.get(a)
                 if row is None:
                     row = rules[a] = {}
-                v = row[item] = row.get(item, 0.0) + wx
+                old = row.get(item)
+                v = row[item] = (0.0 if old is None else old) + wx
                 r = cached.get(a)
                 if r is not None:
                     if wx <= 0.0:
                         del cached[a]
+                    elif old is None:  # a new partner, the row's newest: enters only if heavier
+                        if len(r) < pruning or pruning <= 0 or v > row[r[-1]]:
+                            self._rerank(a, r, row, item, v, -1)
                     elif item in r:
                         i = r.index(item)
                         if i and row[r[i - 1]] <= v:
