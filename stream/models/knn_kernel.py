@@ -144,6 +144,36 @@ def _heap_select(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) ->
     return heap[:h]
 
 
+def _heap_select_backward(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) -> np.ndarray:
+    """The set :func:`_heap_select` selects, in no order (no heap sort), scanning from the last
+    entry: few heap updates when the best entries come last. (A separate loop: a reversed view, a
+    direction flag or a shared push helper each measured 10-150% slower in numba.)"""
+    heap = np.empty(min(k, n), dtype=np.int64)
+    h = 0
+    for j in range(n - 1, -1, -1):
+        if not a[j] > 0.0:
+            continue
+        a1, b1, c1 = (a[j], b[j], c[j])
+        if h < heap.size:
+            pos = h
+            heap[h] = j
+            h += 1
+            while pos > 0:  # sift up
+                par = (pos - 1) // 2
+                a2, b2, c2 = (a[heap[par]], b[heap[par]], c[heap[par]])
+                if _worse(a1, b1, c1, a2, b2, c2):
+                    heap[pos] = heap[par]
+                    pos = par
+                else:
+                    break
+            heap[pos] = j
+        else:
+            a0, b0, c0 = (a[heap[0]], b[heap[0]], c[heap[0]])
+            if _worse(a0, b0, c0, a1, b1, c1):
+                _sift_down(heap, h, j, a, b, c)
+    return heap[:h]
+
+
 def _sift_down(heap: np.ndarray, h: int, j: int, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
     """Put entry ``j`` at the root of ``heap[:h]`` and restore the (worst at the root) order."""
     a1, b1, c1 = (a[j], b[j], c[j])
@@ -190,6 +220,7 @@ def _neighbours(
             n_cand += plen[q_items[j]]
     slots = np.empty(n_cand, dtype=np.int64)
     ov = np.empty(n_cand, dtype=np.float64)
+    tc = np.empty(n_cand, dtype=np.float64)  # the candidates' times, read once
     n = 0
     for j in range(q_items.size):
         it = q_items[j]
@@ -203,6 +234,7 @@ def _neighbours(
             if c == 0:
                 slots[n] = s
                 ov[n] = 0.0 + w
+                tc[n] = time[s]
                 n += 1
                 mark[s] = n
             else:
@@ -215,36 +247,31 @@ def _neighbours(
             if slots[j] != exclude:
                 slots[o] = slots[j]
                 ov[o] = ov[j]
+                tc[o] = tc[j]
                 o += 1
         n = o
-    slots = slots[:n]
-    ov = ov[:n]
     # "recent" sampling: the m latest; at the threshold time, the larger slots
     if m > 0 and n > m:
-        t = np.empty(n, dtype=np.float64)
-        for j in range(n):
-            t[j] = time[slots[j]]
-        thr, n_above, n_eq = _threshold(t, n - m)
+        thr, n_above, n_eq = _threshold(tc[:n], n - m)
         need = m - n_above
         s_min = -1
         if n_eq > need:
             eq = np.empty(n_eq, dtype=np.int64)
             e = 0
             for j in range(n):
-                if t[j] == thr:
+                if tc[j] == thr:
                     eq[e] = slots[j]
                     e += 1
             eq.sort()
             s_min = eq[n_eq - need]
         o = 0
         for j in range(n):
-            if t[j] > thr or (t[j] == thr and slots[j] >= s_min):
+            if tc[j] > thr or (tc[j] == thr and slots[j] >= s_min):
                 slots[o] = slots[j]
                 ov[o] = ov[j]
+                tc[o] = tc[j]
                 o += 1
         n = o
-        slots = slots[:n]
-        ov = ov[:n]
     # similarity (formulas and operation order of the numpy models)
     sims = np.empty(n, dtype=np.float64)
     npos = 0
@@ -262,47 +289,25 @@ def _neighbours(
         else:  # weighted cosine (STAN, VSTAN, V-SKNN cosine), times the recency decay
             v = li / (sa * math.sqrt(la))
             if sb > 0.0:
-                v = v * math.exp(-(ts - time[slots[j]]) / sb)
+                v = v * math.exp(-(ts - tc[j]) / sb)
         sims[j] = v
         if v > 0.0:
-            slots[npos] = slots[j]
-            sims[npos] = v
             npos += 1
-    n = npos
-    slots = slots[:n]
-    sims = sims[:n]
-    # top k by (similarity, time, slot), kept in candidate order
-    if n > k:
-        thr, n_above, n_eq = _threshold(sims, n - k)
-        need = k - n_above
+    # top k by (similarity, time, slot), kept in candidate order; the heap scans from the most
+    # recently posted candidates, which tend to be the most similar, so it rarely changes
+    if npos > k:
         keep = np.zeros(n, dtype=np.bool_)
-        eq_i = np.empty(n_eq, dtype=np.int64)
-        e = 0
-        for j in range(n):
-            if sims[j] > thr:
-                keep[j] = True
-            elif sims[j] == thr:
-                eq_i[e] = j
-                e += 1
-        if n_eq > need:  # the more recent, then the larger slot
-            eq_t = np.empty(n_eq, dtype=np.float64)
-            eq_s = np.empty(n_eq, dtype=np.int64)
-            for e in range(n_eq):
-                eq_t[e] = time[slots[eq_i[e]]]
-                eq_s[e] = slots[eq_i[e]]
-            for e in _heap_select(np.ones(n_eq), eq_t, eq_s, n_eq, need):
-                keep[eq_i[e]] = True
-        else:
-            for e in range(n_eq):
-                keep[eq_i[e]] = True
-        o = 0
-        for j in range(n):
-            if keep[j]:
-                slots[o] = slots[j]
-                sims[o] = sims[j]
-                o += 1
-        n = o
-    return slots[:n].copy(), sims[:n].copy()
+        for e in _heap_select_backward(sims, tc, slots, n, k):
+            keep[e] = True
+    else:
+        keep = sims > 0.0
+    o = 0
+    for j in range(n):
+        if keep[j]:
+            slots[o] = slots[j]
+            sims[o] = sims[j]
+            o += 1
+    return slots[:o].copy(), sims[:o].copy()
 
 
 def _item_scores(
@@ -413,6 +418,7 @@ _sift_down = _jit(_sift_down)
 _kth = _jit(_kth)
 _threshold = _jit(_threshold)
 _heap_select = _jit(_heap_select)
+_heap_select_backward = _jit(_heap_select_backward)
 neighbours = _jit(_neighbours)
 item_scores = _jit(_item_scores)
 top_items = _jit(_top_items)
