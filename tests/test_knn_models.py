@@ -483,3 +483,20 @@ def test_kernel_failure_falls_back_to_numpy(monkeypatch):
     m = feed(VSTAN(k=10), PAST)
     assert m._kernel is None and knn_index.load_kernel() is None
     assert m.recommend([12, 11], 9.0, k=2) == feed(VSTAN(k=10), PAST).recommend([12, 11], 9.0, k=2)
+
+
+def test_histogram_threshold_equals_quickselect() -> None:
+    """The "recent" sampling's bucketed selection returns quickselect's order statistic and counts,
+    with ties, a constant array and an infinite time (which falls back to quickselect)."""
+    from stream.models.knn_index import load_kernel
+
+    k = load_kernel()
+    if k is None:
+        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+    rng = np.random.default_rng(0)
+    cases = [rng.random(5000) * 1e6, np.round(rng.random(3000) * 50.0), np.full(700, 3.0),
+             np.concatenate([rng.random(900), [-np.inf]])]
+    for x in cases:
+        for r in (0, 1, x.size // 3, x.size - 1):
+            lo, hi = float(x.min()), float(x.max())
+            assert k._threshold_hist(x, x.size, r, lo, hi) == k._threshold(x, r)

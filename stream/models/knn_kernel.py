@@ -111,6 +111,46 @@ def _threshold(x: np.ndarray, r: int) -> tuple[float, int, int]:
     return thr, n_above, n_eq
 
 
+def _threshold_hist(x: np.ndarray, n: int, r: int, lo: float, hi: float) -> tuple[float, int, int]:
+    """:func:`_threshold` of ``x[:n]`` (all within [lo, hi]) by a 256-bucket histogram: the
+    bucket holding rank ``r`` is found by counting, then only its entries are selected (the
+    bucket index is monotone in x, so the result is exactly the order statistic)."""
+    if not hi > lo:
+        return lo, 0, n
+    if not hi - lo < np.inf:  # an infinite time: plain quickselect
+        return _threshold(x[:n], r)
+    nb = 256
+    scale = nb / (hi - lo)
+    counts = np.zeros(nb, dtype=np.int64)
+    bk = np.empty(n, dtype=np.int32)
+    for j in range(n):
+        b = int((x[j] - lo) * scale)
+        if b >= nb:
+            b = nb - 1
+        bk[j] = b
+        counts[b] += 1
+    cum = 0
+    k = 0
+    while cum + counts[k] <= r:
+        cum += counts[k]
+        k += 1
+    inb = np.empty(counts[k], dtype=np.float64)
+    e = 0
+    for j in range(n):
+        if bk[j] == k:
+            inb[e] = x[j]
+            e += 1
+    thr = _kth(inb, r - cum)
+    n_above = n - cum - counts[k]
+    n_eq = 0
+    for j in range(e):
+        if inb[j] > thr:
+            n_above += 1
+        elif inb[j] == thr:
+            n_eq += 1
+    return thr, n_above, n_eq
+
+
 def _heap_select(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) -> np.ndarray:
     """Indices of the best ``k`` of ``n`` entries with ``a > 0`` by the key ``(a, b, c)``, best
     first (a min-heap of size k, worst at the root, then a heap sort)."""
@@ -221,6 +261,8 @@ def _neighbours(
     slots = np.empty(n_cand, dtype=np.int64)
     ov = np.empty(n_cand, dtype=np.float64)
     tc = np.empty(n_cand, dtype=np.float64)  # the candidates' times, read once
+    t_lo = np.inf
+    t_hi = -np.inf
     n = 0
     for j in range(q_items.size):
         it = q_items[j]
@@ -234,7 +276,12 @@ def _neighbours(
             if c == 0:
                 slots[n] = s
                 ov[n] = 0.0 + w
-                tc[n] = time[s]
+                t = time[s]
+                tc[n] = t
+                if t < t_lo:
+                    t_lo = t
+                if t > t_hi:
+                    t_hi = t
                 n += 1
                 mark[s] = n
             else:
@@ -252,7 +299,7 @@ def _neighbours(
         n = o
     # "recent" sampling: the m latest; at the threshold time, the larger slots
     if m > 0 and n > m:
-        thr, n_above, n_eq = _threshold(tc[:n], n - m)
+        thr, n_above, n_eq = _threshold_hist(tc, n, n - m, t_lo, t_hi)
         need = m - n_above
         s_min = -1
         if n_eq > need:
@@ -417,6 +464,7 @@ _worse = _jit(_worse)
 _sift_down = _jit(_sift_down)
 _kth = _jit(_kth)
 _threshold = _jit(_threshold)
+_threshold_hist = _jit(_threshold_hist)
 _heap_select = _jit(_heap_select)
 _heap_select_backward = _jit(_heap_select_backward)
 neighbours = _jit(_neighbours)
