@@ -151,12 +151,16 @@ def _threshold_hist(x: np.ndarray, n: int, r: int, lo: float, hi: float) -> tupl
     return thr, n_above, n_eq
 
 
-def _heap_select(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) -> np.ndarray:
-    """Indices of the best ``k`` of ``n`` entries with ``a > 0`` by the key ``(a, b, c)``, best
-    first (a min-heap of size k, worst at the root, then a heap sort)."""
+def _heap_select(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int, backward: bool = False
+) -> np.ndarray:
+    """Indices of the best ``k`` of ``n`` entries with ``a > 0`` by the key ``(a, b, c)``: best
+    first (a min-heap of size k, worst at the root, then a heap sort), or with ``backward`` the
+    same set in no order, scanning from the last entry (few heap updates when the best come last)."""
     heap = np.empty(min(k, n), dtype=np.int64)
     h = 0
-    for j in range(n):
+    for jj in range(n):
+        j = n - 1 - jj if backward else jj
         if not a[j] > 0.0:
             continue
         a1, b1, c1 = (a[j], b[j], c[j])
@@ -177,40 +181,11 @@ def _heap_select(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) ->
             a0, b0, c0 = (a[heap[0]], b[heap[0]], c[heap[0]])
             if _worse(a0, b0, c0, a1, b1, c1):
                 _sift_down(heap, h, j, a, b, c)
-    for e in range(h - 1, 0, -1):  # heap sort: worst to the back
-        last = heap[e]
-        heap[e] = heap[0]
-        _sift_down(heap, e, last, a, b, c)
-    return heap[:h]
-
-
-def _heap_select_backward(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) -> np.ndarray:
-    """The set :func:`_heap_select` selects, in no order (no heap sort), scanning from the last
-    entry: few heap updates when the best entries come last. (A separate loop: a reversed view, a
-    direction flag or a shared push helper each measured 10-150% slower in numba.)"""
-    heap = np.empty(min(k, n), dtype=np.int64)
-    h = 0
-    for j in range(n - 1, -1, -1):
-        if not a[j] > 0.0:
-            continue
-        a1, b1, c1 = (a[j], b[j], c[j])
-        if h < heap.size:
-            pos = h
-            heap[h] = j
-            h += 1
-            while pos > 0:  # sift up
-                par = (pos - 1) // 2
-                a2, b2, c2 = (a[heap[par]], b[heap[par]], c[heap[par]])
-                if _worse(a1, b1, c1, a2, b2, c2):
-                    heap[pos] = heap[par]
-                    pos = par
-                else:
-                    break
-            heap[pos] = j
-        else:
-            a0, b0, c0 = (a[heap[0]], b[heap[0]], c[heap[0]])
-            if _worse(a0, b0, c0, a1, b1, c1):
-                _sift_down(heap, h, j, a, b, c)
+    if not backward:
+        for e in range(h - 1, 0, -1):  # heap sort: worst to the back
+            last = heap[e]
+            heap[e] = heap[0]
+            _sift_down(heap, e, last, a, b, c)
     return heap[:h]
 
 
@@ -344,7 +319,7 @@ def _neighbours(
     # recently posted candidates, which tend to be the most similar, so it rarely changes
     if npos > k:
         keep = np.zeros(n, dtype=np.bool_)
-        for e in _heap_select_backward(sims, tc, slots, n, k):
+        for e in _heap_select(sims, tc, slots, n, k, True):
             keep[e] = True
     else:
         keep = sims > 0.0
@@ -466,7 +441,6 @@ _kth = _jit(_kth)
 _threshold = _jit(_threshold)
 _threshold_hist = _jit(_threshold_hist)
 _heap_select = _jit(_heap_select)
-_heap_select_backward = _jit(_heap_select_backward)
 neighbours = _jit(_neighbours)
 item_scores = _jit(_item_scores)
 top_items = _jit(_top_items)
