@@ -72,6 +72,9 @@ def gap_bin(gap: float) -> int:
 
 def _shares(counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim == 1:  # the monitor's checks: no errstate context (it costs more than the rest)
+        total = counts.sum()
+        return counts / total if total > 0.0 else np.full(counts.shape, np.nan)
     total = counts.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return counts / total
