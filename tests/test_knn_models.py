@@ -495,7 +495,7 @@ def test_histogram_threshold_equals_quickselect() -> None:
         pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
     rng = np.random.default_rng(0)
     cases = [rng.random(5000) * 1e6, np.round(rng.random(3000) * 50.0), np.full(700, 3.0),
-             np.concatenate([rng.random(900), [-np.inf]])]
+             np.concatenate([rng.random(900), [-np.inf]]), np.array([0.0, 5e-324, 5e-324, 0.0])]
     for x in cases:
         for r in (0, 1, x.size // 3, x.size - 1):
             lo, hi = float(x.min()), float(x.max())

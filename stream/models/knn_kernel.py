@@ -117,10 +117,10 @@ def _threshold_hist(x: np.ndarray, n: int, r: int, lo: float, hi: float) -> tupl
     bucket index is monotone in x, so the result is exactly the order statistic)."""
     if not hi > lo:
         return lo, 0, n
-    if not hi - lo < np.inf:  # an infinite time: plain quickselect
-        return _threshold(x[:n], r)
     nb = 256
     scale = nb / (hi - lo)
+    if not (hi - lo < np.inf and scale < np.inf):  # an infinite time, or a denormal span
+        return _threshold(x[:n], r)
     counts = np.zeros(nb, dtype=np.int64)
     bk = np.empty(n, dtype=np.int32)
     for j in range(n):
