@@ -338,6 +338,7 @@ KERNEL_CASES = [
     ("stan", {"k": 20, "sample_size": 200, "lambda_spw": None, "lambda_snh": None, "remind": False}),
     ("vstan", {"k": 10, "sample_size": 50}),
     ("vstan", {"k": 100, "sample_size": 500, "lambda_inh": None, "lambda_idf": None}),
+    ("vstan", {"k": 10, "sample_size": 50, "lambda_snh": 0.0005}),  # a strong recency decay (43 s)
 ]
 
 
@@ -360,11 +361,12 @@ def _same(m, queries) -> int:
     return len(queries)
 
 
-@pytest.mark.parametrize("coarse", [False, True])
+@pytest.mark.parametrize("timing", ["exact", "coarse", "late"])
 @pytest.mark.parametrize("name,params", KERNEL_CASES)
-def test_kernel_matches_numpy_on_synthetic_stream(name, params, coarse):
+def test_kernel_matches_numpy_on_synthetic_stream(name, params, timing):
     """Same neighbours, scores and rankings (incl. ties: coarse timestamps make many sessions
-    equally recent, SKNN's set similarities and small samples make many equal scores)."""
+    equally recent, SKNN's set similarities and small samples make many equal scores; late
+    queries are timed before some of their candidates, so the recency decay exceeds 1)."""
     from stream.synthetic import SyntheticStream
 
     m = make_model(name, **params)
@@ -377,11 +379,12 @@ def test_kernel_matches_numpy_on_synthetic_stream(name, params, coarse):
     for j, e in enumerate(SyntheticStream(events=5500, seed=3, n_items=300)):
         s = sessions.setdefault(e.session_id, len(sessions))
         i = items.setdefault(e.item_id, len(items))
-        t = float(int(e.timestamp) // 20) if coarse else e.timestamp
+        t = float(int(e.timestamp) // 20) if timing == "coarse" else e.timestamp
         h = hist.setdefault(s, [])
         h.append(i)
         if j >= 3000 and j % 10 == 0:
-            queries.append((list(h), t, s if j % 20 else None))
+            tq = t - 60.0 if timing == "late" else t
+            queries.append((list(h), tq, s if j % 20 else None))
         m.learn_one(s, i, t, h)
         if j >= 3000 and j % 10 == 0:
             assert _same(m, [queries[-1]])

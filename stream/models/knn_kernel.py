@@ -152,15 +152,13 @@ def _threshold_hist(x: np.ndarray, n: int, r: int, lo: float, hi: float) -> tupl
 
 
 def _heap_select(
-    a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int, backward: bool = False
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int
 ) -> np.ndarray:
-    """Indices of the best ``k`` of ``n`` entries with ``a > 0`` by the key ``(a, b, c)``: best
-    first (a min-heap of size k, worst at the root, then a heap sort), or with ``backward`` the
-    same set in no order, scanning from the last entry (few heap updates when the best come last)."""
+    """Indices of the best ``k`` of ``n`` entries with ``a > 0`` by the key ``(a, b, c)``, best
+    first (a min-heap of size k, worst at the root, then a heap sort)."""
     heap = np.empty(min(k, n), dtype=np.int64)
     h = 0
-    for jj in range(n):
-        j = n - 1 - jj if backward else jj
+    for j in range(n):
         if not a[j] > 0.0:
             continue
         a1, b1, c1 = (a[j], b[j], c[j])
@@ -181,11 +179,10 @@ def _heap_select(
             a0, b0, c0 = (a[heap[0]], b[heap[0]], c[heap[0]])
             if _worse(a0, b0, c0, a1, b1, c1):
                 _sift_down(heap, h, j, a, b, c)
-    if not backward:
-        for e in range(h - 1, 0, -1):  # heap sort: worst to the back
-            last = heap[e]
-            heap[e] = heap[0]
-            _sift_down(heap, e, last, a, b, c)
+    for e in range(h - 1, 0, -1):  # heap sort: worst to the back
+        last = heap[e]
+        heap[e] = heap[0]
+        _sift_down(heap, e, last, a, b, c)
     return heap[:h]
 
 
@@ -294,10 +291,17 @@ def _neighbours(
                 tc[o] = tc[j]
                 o += 1
         n = o
-    # similarity (formulas and operation order of the numpy models)
+    # similarity (formulas and operation order of the numpy models) fused with the top-k
+    # selection by (similarity, time, slot): a min-heap of size k, scanned from the most recently
+    # posted candidates (which tend to be the most similar, so it rarely changes); once the heap is
+    # full a candidate whose similarity before the recency decay (a factor <= 1 for a time not
+    # after the query's) is already below the root cannot enter, and its decay is not computed
     sims = np.empty(n, dtype=np.float64)
-    npos = 0
-    for j in range(n):
+    heap = np.empty(min(k, n), dtype=np.int64)
+    hs = heap.size
+    h = 0
+    for jj in range(n):
+        j = n - 1 - jj
         li = ov[j]
         la = float(n_unique[slots[j]])
         if sim_kind == 0:  # SKNN jaccard / tanimoto
@@ -311,25 +315,39 @@ def _neighbours(
         else:  # weighted cosine (STAN, VSTAN, V-SKNN cosine), times the recency decay
             v = li / (sa * math.sqrt(la))
             if sb > 0.0:
+                if h == hs and tc[j] <= ts and v < sims[heap[0]]:
+                    continue  # the decay cannot lift it (a later, out-of-order time could)
                 v = v * math.exp(-(ts - tc[j]) / sb)
+        if not v > 0.0:
+            continue
         sims[j] = v
-        if v > 0.0:
-            npos += 1
-    # top k by (similarity, time, slot), kept in candidate order; the heap scans from the most
-    # recently posted candidates, which tend to be the most similar, so it rarely changes
-    if npos > k:
-        keep = np.zeros(n, dtype=np.bool_)
-        for e in _heap_select(sims, tc, slots, n, k, True):
-            keep[e] = True
-    else:
-        keep = sims > 0.0
-    o = 0
-    for j in range(n):
-        if keep[j]:
-            slots[o] = slots[j]
-            sims[o] = sims[j]
-            o += 1
-    return slots[:o].copy(), sims[:o].copy()
+        t1 = tc[j]
+        s1 = slots[j]
+        if h < hs:
+            pos = h
+            h += 1
+            while pos > 0:  # sift up
+                par = (pos - 1) // 2
+                q = heap[par]
+                if _worse(v, t1, s1, sims[q], tc[q], slots[q]):
+                    heap[pos] = q
+                    pos = par
+                else:
+                    break
+            heap[pos] = j
+        else:
+            q = heap[0]
+            if _worse(sims[q], tc[q], slots[q], v, t1, s1):
+                _sift_down(heap, h, j, sims, tc, slots)
+    # the neighbours in candidate order
+    sel = heap[:h].copy()
+    sel.sort()
+    out_s = np.empty(h, dtype=np.int64)
+    out_v = np.empty(h, dtype=np.float64)
+    for e in range(h):
+        out_s[e] = slots[sel[e]]
+        out_v[e] = sims[sel[e]]
+    return out_s, out_v
 
 
 def _item_scores(
