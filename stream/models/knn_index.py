@@ -609,7 +609,7 @@ class KNNModel(SessionModel):
 
     def _item_buffers(self, q: _Query) -> np.ndarray:
         """The dense per-item scratch arrays, grown to cover the catalogue and the session."""
-        need = max(q.n_known, int(q.items.max()) + 1)
+        need = max(q.n_known, q.top)
         if need > self._lp.size:
             self._lp = _grow(self._lp, need)
             self._acc = _grow(self._acc, need)
@@ -721,6 +721,7 @@ class _Query:
         "exclude",
         "timestamp",
         "n_known",
+        "top",
         "spec",
         "_lp",
     )
@@ -738,6 +739,7 @@ class _Query:
         self.exclude = model.index.slot_of(session)
         self.timestamp = timestamp
         self.n_known = model.index.n_items()
+        self.top = max(last) + 1 if last else 0  # one more than the session's largest item int
         self._lp: np.ndarray | None = None
         self.spec = model._kernel_spec(self) if model._use_kernel and last else None
 
@@ -745,7 +747,7 @@ class _Query:
         """Last 1-based position in the session of each of ``items`` (0 if absent)."""
         lp = self._lp
         if lp is None or (items.size and int(items.max()) >= lp.size):
-            n = max(self.n_known, int(self.items.max()) + 1, int(items.max()) + 1 if items.size else 0)
+            n = max(self.n_known, self.top, int(items.max()) + 1 if items.size else 0)
             lp = self._lp = np.zeros(n, dtype=np.float64)  # calloc: untouched pages stay free
             lp[self.items] = self.pos
         return lp[items]
