@@ -78,3 +78,22 @@ def test_bad_params_raise() -> None:
         SequentialRules(weighting="cubic")
     with pytest.raises(ValueError):
         SequentialRules(steps=0)
+
+
+def test_popularity_top_list_matches_nlargest_including_ties() -> None:
+    """The fallback's top list (numpy partition + stable sort) is ``heapq.nlargest``'s, ties in
+    insertion order, for plain (many ties) and decayed counts."""
+    import heapq
+    import random
+
+    from stream.models.pop import _largest
+
+    rng = random.Random(4)
+    for n in (0, 3, 60, 399, 401, 3_000):
+        for plain in (True, False):
+            counts: dict[int, float] = {}
+            for _ in range(3 * n):
+                i = rng.randrange(2 * n + 1)
+                counts[i] = counts.get(i, 0.0) + (1.0 if plain else rng.random())
+            for k in (1, 20, 100):
+                assert _largest(counts, k) == heapq.nlargest(k, counts, key=counts.__getitem__)
