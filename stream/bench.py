@@ -383,8 +383,15 @@ class BenchResult:
     per_worker: list[dict[str, Any]] = field(default_factory=list)
     timing: str = ""
 
+    @property
+    def pipeline_ratio(self) -> float | None:
+        """Pipeline events/s as a share of the raw loop's in the same run (the issue's yardstick)."""
+        if not self.raw_events_per_s:
+            return None
+        return round(self.pipeline_events_per_s / self.raw_events_per_s, 4)
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "pipeline_ratio": self.pipeline_ratio}
 
 
 def run_bench(
@@ -489,5 +496,67 @@ def table(r: BenchResult) -> str:
     return "\n".join(f"{k:<32} {v}" for k, v in rows)
 
 
-def json_line(r: BenchResult) -> str:
-    return json.dumps(r.as_dict(), separators=(",", ":"))
+def json_line(r: BenchResult | dict[str, Any]) -> str:
+    return json.dumps(r.as_dict() if isinstance(r, BenchResult) else r, separators=(",", ":"))
+
+
+#: Figures a repeated benchmark reports as the median of its runs.
+MEDIAN_KEYS = (
+    "raw_events_per_s", "pipeline_events_per_s", "pipeline_publish_events_per_s",
+    "publish_ceiling_events_per_s", "recommend_ms_p50", "recommend_ms_p99", "hit_rate_at_20",
+    "mrr_at_20", "produce_events_per_s", "pipeline_ratio",
+)
+
+
+def _median(values: list[Any]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return round(float(np.median(vals)), 5) if vals else None
+
+
+def summarize(results: list[BenchResult]) -> dict[str, Any]:
+    """One result for ``--repeat N`` runs: the :data:`JSON_KEYS` with medians of the figures
+    (``pipeline_ratio`` is the median of the runs' ratios, not a ratio of medians), the fewest
+    events processed, the largest RSS; ``runs`` holds each run's figures.
+
+    >>> a = BenchResult("sr", 1, 4, 10, 10, 100.0, 40.0, None, None, 0.1, 0.2, 50.0, {"10": 50.0}, 0.5, 0.2)
+    >>> b = BenchResult("sr", 1, 4, 10, 10, 80.0, 36.0, None, None, 0.1, 0.3, 60.0, {"10": 60.0}, 0.5, 0.2)
+    >>> c = BenchResult("sr", 1, 4, 10, 9, 120.0, 42.0, None, None, 0.2, 0.4, 55.0, {"10": 55.0}, 0.5, 0.2)
+    >>> s = summarize([a, b, c])
+    >>> s["raw_events_per_s"], s["pipeline_events_per_s"], s["pipeline_ratio"], s["pipeline_ratios"]
+    (100.0, 40.0, 0.4, [0.4, 0.45, 0.35])
+    >>> s["events_processed"], s["peak_rss_mb"], s["rss_mb_at"], s["repeat"], len(s["runs"])
+    (9, 60.0, {'10': 60.0}, 3, 3)
+    """
+    runs = [{k: v for k, v in r.as_dict().items() if k != "per_worker"} for r in results]
+    out = dict(runs[0])
+    for key in MEDIAN_KEYS:
+        out[key] = _median([r[key] for r in runs])
+    out["events_processed"] = min(r["events_processed"] for r in runs)
+    pub = [r["events_processed_publish"] for r in runs if r["events_processed_publish"] is not None]
+    out["events_processed_publish"] = min(pub) if pub else None
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    out["rss_mb_at"] = {k: max(r["rss_mb_at"].get(k, 0.0) for r in runs) for k in runs[0]["rss_mb_at"]}
+    out["pipeline_ratios"] = [r["pipeline_ratio"] for r in runs]
+    out["repeat"] = len(runs)
+    out["runs"] = runs
+    return out
+
+
+def repeat_table(results: list[BenchResult]) -> str:
+    """Each run's headline figures on one line, then their medians."""
+    def fmt(x: float | None, spec: str = ",.0f") -> str:
+        return "-" if x is None else format(x, spec)
+
+    s = summarize(results)
+    head = f"{'run':<7}{'raw ev/s':>10}{'pipeline ev/s':>15}{'ratio':>8}{'+publish ev/s':>15}" \
+           f"{'ceiling':>10}{'p50 / p99 ms':>18}{'HR@20':>8}{'RSS MB':>8}"
+    lines = [f"{results[0].model}, {results[0].workers} worker(s), {results[0].partitions} partitions, "
+             f"{results[0].events_produced:,} events, {len(results)} runs", head]
+    for name, r in [*((str(i + 1), r) for i, r in enumerate(s["runs"])), ("median", s)]:
+        lines.append(
+            f"{name:<7}{fmt(r['raw_events_per_s']):>10}{fmt(r['pipeline_events_per_s']):>15}"
+            f"{fmt(r['pipeline_ratio'], '.3f'):>8}{fmt(r['pipeline_publish_events_per_s']):>15}"
+            f"{fmt(r['publish_ceiling_events_per_s']):>10}"
+            f"{fmt(r['recommend_ms_p50'], '.4f') + ' / ' + fmt(r['recommend_ms_p99'], '.4f'):>18}"
+            f"{fmt(r['hit_rate_at_20'], '.4f'):>8}{fmt(r['peak_rss_mb'], '.0f'):>8}")
+    return "\n".join(lines)

@@ -25,6 +25,7 @@ def test_bench_json_line_has_the_contract_keys() -> None:
     assert 0 <= result["recommend_ms_p50"] <= result["recommend_ms_p99"]
     assert 0 < result["hit_rate_at_20"] < 1 and 0 < result["mrr_at_20"] <= result["hit_rate_at_20"]
     assert set(result["rss_mb_at"]) == {"1500", "3000"}
+    assert result["pipeline_ratio"] == round(result["pipeline_events_per_s"] / result["raw_events_per_s"], 4)
 
 
 def test_run_bench_against_a_given_broker_and_the_table() -> None:

@@ -30,21 +30,34 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="extra worker flag, e.g. --worker-arg=--max-sessions=100000 (repeatable)")
     p.add_argument("--session-memory", action="store_true",
                    help="also measure MB per 100k live sessions in-process (tracemalloc)")
+    config.add(p, "--repeat", default=1, type=int,
+               help="whole benchmark runs (each with its own broker and topics); N > 1 prints "
+                    "every run and the medians, as the issue's 'median of 3 runs'")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line (last line)")
     config.add_logging(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.bench import json_line, run_bench, table
+    from stream.bench import json_line, repeat_table, run_bench, summarize, table
 
     config.setup_logging(args.log_level, args.log_format)
     logging.getLogger("kafka").setLevel(logging.ERROR)
     if args.workers < 1 or args.partitions < args.workers:
         raise SystemExit("error: need 1 <= --workers <= --partitions")
-    result = run_bench(events=args.events, model=args.model, workers=args.workers,
-                       partitions=args.partitions, seed=args.seed, publish=not args.no_publish,
-                       raw=not args.no_raw, worker_args=args.worker_arg, bootstrap=args.bootstrap_servers,
-                       session_memory=args.session_memory)
-    print(json_line(result) if args.json else table(result), flush=True)
+    if args.repeat < 1:
+        raise SystemExit("error: need --repeat >= 1")
+    results = []
+    for i in range(args.repeat):
+        if args.repeat > 1:
+            logging.getLogger(__name__).info("bench run %d of %d", i + 1, args.repeat)
+        results.append(run_bench(
+            events=args.events, model=args.model, workers=args.workers, partitions=args.partitions,
+            seed=args.seed, publish=not args.no_publish, raw=not args.no_raw,
+            worker_args=args.worker_arg, bootstrap=args.bootstrap_servers,
+            session_memory=args.session_memory and i == 0))
+    if len(results) == 1:
+        print(json_line(results[0]) if args.json else table(results[0]), flush=True)
+    else:
+        print(json_line(summarize(results)) if args.json else repeat_table(results), flush=True)
     return 0
