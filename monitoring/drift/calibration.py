@@ -180,9 +180,14 @@ def calibrate_long(
     span = bw * window_blocks
     starts = rng.integers(0, n - span + 1, size=-(-windows // bw))
     seq = short[(starts[:, None] + np.arange(0, span, window_blocks)[None, :]).ravel()]
-    c = np.vstack([np.zeros((1, seq.shape[1])), np.cumsum(seq, axis=0)])
-    long = c[long_windows:] - c[:-long_windows]
-    rest = np.clip(csum[-1] - long, 0.0, None)
+    # sliding sums of long_windows rows, added directly: the counts are whole numbers, so this is
+    # exactly the cumsum difference, without numpy's slow cumsum down the rows
+    m = len(seq) - long_windows + 1
+    long = seq[:m].copy()
+    for i in range(1, long_windows):
+        long += seq[i: m + i]
+    rest = csum[-1] - long
+    np.maximum(rest, 0.0, out=rest)  # never negative for exact counts; a guard, as clip was
     scores = np.nan_to_num(score(rest, long), nan=-np.inf)
     m = len(scores) - persistence + 1
     runs = scores[:m].copy()
