@@ -182,10 +182,10 @@ def calibrate_long(
     seq = short[(starts[:, None] + np.arange(0, span, window_blocks)[None, :]).ravel()]
     # sliding sums of long_windows rows, added directly: the counts are whole numbers, so this is
     # exactly the cumsum difference, without numpy's slow cumsum down the rows
-    m = len(seq) - long_windows + 1
-    long = seq[:m].copy()
+    n_long = len(seq) - long_windows + 1
+    long = seq[:n_long].copy()
     for i in range(1, long_windows):
-        long += seq[i: m + i]
+        long += seq[i: n_long + i]
     rest = csum[-1] - long
     np.maximum(rest, 0.0, out=rest)  # never negative for exact counts; a guard, as clip was
     scores = np.nan_to_num(score(rest, long), nan=-np.inf)

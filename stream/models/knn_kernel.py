@@ -151,9 +151,7 @@ def _threshold_hist(x: np.ndarray, n: int, r: int, lo: float, hi: float) -> tupl
     return thr, n_above, n_eq
 
 
-def _heap_select(
-    a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int
-) -> np.ndarray:
+def _heap_select(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) -> np.ndarray:
     """Indices of the best ``k`` of ``n`` entries with ``a > 0`` by the key ``(a, b, c)``, best
     first (a min-heap of size k, worst at the root, then a heap sort)."""
     heap = np.empty(min(k, n), dtype=np.int64)
