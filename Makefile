@@ -18,11 +18,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml setup.py stream/models/_rules.c | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	@touch $@
 
-$(TSTAMP): pyproject.toml | $(BIN)/python
+$(TSTAMP): pyproject.toml setup.py stream/models/_rules.c | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $(STAMP) $@
 

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from stream.bench import JSON_KEYS, run_bench, table
 from stream.broker import EmbeddedBroker
 
@@ -37,13 +39,22 @@ def test_run_bench_against_a_given_broker_and_the_table() -> None:
     assert "pipeline" in text and "HR@20" in text
 
 
-def test_cached_rule_rankings_equal_a_full_resort() -> None:
-    """The rule models keep each row's top list up to date in place (a benchmark optimisation);
-    it must always equal session-rec's stable sort of the whole row."""
+@pytest.mark.parametrize("rows", ["python", "compiled"])
+def test_cached_rule_rankings_equal_a_full_resort(rows: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule models' rankings (the Python rows keep each row's top list up to date in place,
+    the compiled rows rank on demand) must always equal session-rec's stable sort of the whole row."""
     import heapq
 
+    from stream.models import rules
     from stream.models.rules import AssociationRules, MarkovChain, SequentialRules
     from stream.synthetic import SyntheticStream
+
+    if rows == "compiled":
+        if rules._CompiledRows is None:
+            pytest.skip("stream/models/_rules.c was not built (no C compiler at install)")
+        monkeypatch.setattr(rules, "ROWS", rules._CompiledRows)
+    else:
+        monkeypatch.setattr(rules, "ROWS", rules._DictRows)
 
     models = [SequentialRules(), SequentialRules(pruning=3, max_row=4, weighting="linear", steps=14),
               SequentialRules(weighting="same", steps=3, pruning=7), AssociationRules(pruning=5, max_row=8),

@@ -97,3 +97,69 @@ def test_popularity_top_list_matches_nlargest_including_ties() -> None:
                 counts[i] = counts.get(i, 0.0) + (1.0 if plain else rng.random())
             for k in (1, 20, 100):
                 assert _largest(counts, k) == heapq.nlargest(k, counts, key=counts.__getitem__)
+
+
+def _both_rows(monkeypatch: pytest.MonkeyPatch):
+    from stream.models import rules
+
+    if rules._CompiledRows is None:
+        pytest.skip("stream/models/_rules.c was not built (no C compiler at install)")
+    return rules, rules._DictRows, rules._CompiledRows
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SequentialRules(),
+    lambda: SequentialRules(steps=14, weighting="linear", pruning=3, max_row=4),
+    lambda: SequentialRules(steps=3, weighting="same", pruning=0, max_row=3),
+    lambda: AssociationRules(pruning=5, max_row=8),
+    lambda: MarkovChain(pruning=0, max_row=2),
+], ids=["sr", "sr-linear-tiny-rows", "sr-same-unpruned", "ar", "markov"])
+def test_compiled_rows_equal_the_python_rows(make, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C rows (stream/models/_rules.c) give the Python rows' weights, rankings and lists on
+    every click, and a pickled model restores into either kind."""
+    import pickle
+
+    from stream.synthetic import SyntheticStream
+
+    rules, py_rows, c_rows = _both_rows(monkeypatch)
+    monkeypatch.setattr(rules, "ROWS", py_rows)
+    ref = make()
+    monkeypatch.setattr(rules, "ROWS", c_rows)
+    fast = make()
+    assert type(ref._rows) is py_rows and type(fast._rows) is c_rows
+    history: dict[str, list[int]] = {}
+    names: dict[str, int] = {}
+    for n, ev in enumerate(SyntheticStream(events=5000, seed=3, n_items=120)):
+        item = names.setdefault(ev.item_id, len(names))
+        h = history.setdefault(ev.session_id, [])
+        ref.learn_one(0, item, ev.timestamp, h)
+        fast.learn_one(0, item, ev.timestamp, h)
+        h.append(item)
+        assert fast.recommend(h, ev.timestamp, 20) == ref.recommend(h, ev.timestamp, 20)
+        if n % 1000 == 999:
+            assert fast.rules == ref.rules  # exact floats: the same additions in the same order
+            assert len(fast._rows) == len(ref._rows)
+            for a in ref.rules:
+                assert fast.ranked(a) == ref.ranked(a)
+                assert fast.scores(a) == ref.scores(a)
+    for to in (py_rows, c_rows):  # checkpoints: the rows' bytes are the same from either kind
+        monkeypatch.setattr(rules, "ROWS", to)
+        for src in (ref, fast):
+            back = pickle.loads(pickle.dumps(src))
+            assert type(back._rows) is to
+            assert back.rules == ref.rules
+            assert back.recommend([5, 7], 0.0, 20) == ref.recommend([5, 7], 0.0, 20)
+
+
+def test_compiled_rows_reject_bad_item_ints(monkeypatch: pytest.MonkeyPatch) -> None:
+    rules, _, c_rows = _both_rows(monkeypatch)
+    r = c_rows(20, 50, [0.0, 1.0])
+    with pytest.raises(ValueError, match="item ints"):
+        r.learn_steps([-1], 2)
+    with pytest.raises(ValueError, match="item ints"):
+        r.add(1, 2**40, 1.0)
+    with pytest.raises(TypeError):
+        r.learn_steps(["a"], 2)
+    assert r.to_dict() == {} and r.top(5, 20) == [] and r.ranked(-3) == []
+    with pytest.raises(ValueError, match="max_row"):
+        SequentialRules(max_row=0)

@@ -20,6 +20,8 @@ the rule partners, so rule rankings are unchanged.
 from __future__ import annotations
 
 import math
+import os
+from array import array
 from collections.abc import Sequence
 from operator import itemgetter
 
@@ -51,21 +53,34 @@ def step_weight(weighting: str, x: int) -> float:
 _WEIGHT = itemgetter(1)
 
 
-class _RuleModel(SessionModel):
-    """Shared storage, pruning and ranking of the rule models."""
+class _DictRows:
+    """Rule rows in Python dicts: the reference the compiled rows (``_rules.c``) reproduce.
 
-    def __init__(self, pruning: int = 20, max_row: int = 50, fallback: bool = True) -> None:
-        if pruning < 0:
-            raise ValueError("pruning must be >= 0 (0 keeps every partner)")
+    ``rows[a]`` maps partner -> weight in insertion order; a row longer than ``2 * max_row`` keeps
+    its ``max_row`` heaviest partners, heaviest first (ties in their previous order). A ranking
+    (weight descending, ties by row order, cut to ``pruning``; 0 keeps all) is cached per row and
+    kept exact in place as the row's weights grow.
+
+    >>> r = _DictRows(pruning=2, max_row=50, weights=[0.0, 1.0, 0.5])
+    >>> r.learn_steps([1, 2], 3); r.learn_steps([1], 2); r.learn_steps([1], 4); r.learn_steps([1], 4)
+    >>> r.to_dict(), r.ranked(1), r.top(1, 1)
+    ({1: {3: 0.5, 2: 1.0, 4: 2.0}, 2: {3: 1.0}}, [4, 2], [4])
+    """
+
+    def __init__(self, pruning: int, max_row: int, weights: Sequence[float] | None = None) -> None:
+        if max_row < 1:
+            raise ValueError("max_row must be >= 1")
         self.pruning = pruning
         self.max_row = max_row
-        self.fallback = fallback
-        self.rules: dict[int, dict[int, float]] = {}
+        self._w = list(weights) if weights is not None else [0.0]
+        self.rows: dict[int, dict[int, float]] = {}
         self._ranked: dict[int, list[int]] = {}  # cached ranking per source item
-        self._pop = PopularityCounts(half_life=None)
 
-    def _add(self, a: int, b: int, w: float) -> None:
-        rules = self.rules
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, a: int, b: int, w: float) -> None:
+        rules = self.rows
         row = rules.get(a)
         if row is None:
             row = rules[a] = {}
@@ -91,11 +106,52 @@ class _RuleModel(SessionModel):
         if len(row) > 2 * self.max_row:
             self._prune(a, row)
 
+    def learn_steps(self, history: Sequence[int], item: int) -> None:
+        """``add(history[-x], item, weights[x])`` for x = 1 .. steps (SR's look-back)."""
+        n = len(history)
+        if not n:
+            return
+        # add() inlined for its common case (the hot loop of the default model)
+        w = self._w
+        rules = self.rows
+        cached = self._ranked
+        pruning = self.pruning
+        overflow = 2 * self.max_row
+        for x in range(1, min(len(w) - 1, n) + 1):
+            a = history[n - x]
+            wx = w[x]
+            row = rules.get(a)
+            if row is None:
+                row = rules[a] = {}
+            old = row.get(item)
+            v = row[item] = (0.0 if old is None else old) + wx
+            r = cached.get(a)
+            if r is not None:
+                if wx <= 0.0:
+                    del cached[a]
+                elif old is None:  # a new partner, the row's newest: enters only if heavier
+                    if len(r) < pruning or pruning <= 0 or v > row[r[-1]]:
+                        self._rerank(a, r, row, item, v, -1)
+                elif item in r:
+                    i = r.index(item)
+                    if i and row[r[i - 1]] <= v:
+                        self._rerank(a, r, row, item, v, i)
+                elif len(r) < pruning or pruning <= 0 or v >= row[r[-1]]:
+                    self._rerank(a, r, row, item, v, -1)
+            if len(row) > overflow:
+                self._prune(a, row)
+
+    def learn_pairs(self, history: Sequence[int], item: int) -> None:
+        """``add(prev, item, 1)`` and ``add(item, prev, 1)`` for every earlier click (AR)."""
+        for prev in history:
+            self.add(prev, item, 1.0)
+            self.add(item, prev, 1.0)
+
     def _prune(self, a: int, row: dict[int, float]) -> None:
         """Keep ``a``'s ``max_row`` heaviest partners (ties: earliest inserted)."""
         # sorted() is stable with reverse=True (equal weights keep insertion order): heapq.nlargest's
         # result, in C (9,479 prunes on 200k synthetic clicks: SR learn+recommend 8.4 -> 7.6 us)
-        self.rules[a] = dict(sorted(row.items(), key=_WEIGHT, reverse=True)[: self.max_row])
+        self.rows[a] = dict(sorted(row.items(), key=_WEIGHT, reverse=True)[: self.max_row])
         if not 0 < self.pruning <= self.max_row:  # else the top ``pruning`` keep their order
             self._ranked.pop(a, None)
 
@@ -129,13 +185,10 @@ class _RuleModel(SessionModel):
         r.insert(j, b)
 
     def ranked(self, a: int) -> list[int]:
-        """Partners of ``a``, heaviest first, pruned to ``pruning``.
-
-        The list is a cache kept exact in place as ``a``'s row grows: read it, do not modify it.
-        """
+        """Partners of ``a``, heaviest first, pruned to ``pruning`` (a cache: do not modify)."""
         r = self._ranked.get(a)
         if r is None:
-            row = self.rules.get(a)
+            row = self.rows.get(a)
             if not row:
                 return []
             n = self.pruning if self.pruning > 0 else len(row)
@@ -144,12 +197,91 @@ class _RuleModel(SessionModel):
             self._ranked[a] = r
         return r
 
+    def top(self, a: int, k: int) -> list[int]:
+        return self.ranked(a)[:k]
+
+    def row(self, a: int) -> dict[int, float]:
+        return dict(self.rows.get(a, {}))
+
+    def to_dict(self) -> dict[int, dict[int, float]]:
+        return {a: dict(self.rows[a]) for a in sorted(self.rows)}  # as the compiled rows: by item int
+
+    def export(self) -> tuple[bytes, bytes, bytes, bytes]:
+        """(sources, lengths, partners, weights) as int32, int32, int32, float64 bytes."""
+        rows = sorted(self.rows.items())
+        src, lens, part, wts = array("i"), array("i"), array("i"), array("d")
+        for a, row in rows:
+            src.append(a)
+            lens.append(len(row))
+            part.extend(row)
+            wts.extend(row.values())
+        return src.tobytes(), lens.tobytes(), part.tobytes(), wts.tobytes()
+
+    def load(self, sources: bytes, lengths: bytes, partners: bytes, weights: bytes) -> None:
+        src, lens, part, wts = array("i"), array("i"), array("i"), array("d")
+        for arr, raw in ((src, sources), (lens, lengths), (part, partners), (wts, weights)):
+            arr.frombytes(raw)
+        e = 0
+        for a, n in zip(src, lens):
+            for b, w in zip(part[e: e + n], wts[e: e + n]):
+                self.add(a, b, w)
+            e += n
+
+
+try:
+    from stream.models._rules import RuleRows as _CompiledRows
+except ImportError:  # built without a C compiler: the same rows in Python
+    _CompiledRows = None
+
+#: The rows the rule models use: compiled when the extension was built (``setup.py``), unless
+#: ``STREAMREC_RULES_COMPILED=0``.
+ROWS: type = (_CompiledRows if _CompiledRows is not None
+              and os.environ.get("STREAMREC_RULES_COMPILED", "1") not in ("0", "false", "no", "off")
+              else _DictRows)
+
+
+class _RuleModel(SessionModel):
+    """Shared storage, pruning and ranking of the rule models."""
+
+    _w: list[float] | None = None  # SR's step weights (w[x] for x steps back)
+
+    def __init__(self, pruning: int = 20, max_row: int = 50, fallback: bool = True) -> None:
+        if pruning < 0:
+            raise ValueError("pruning must be >= 0 (0 keeps every partner)")
+        if max_row < 1:
+            raise ValueError("max_row must be >= 1")
+        self.pruning = pruning
+        self.max_row = max_row
+        self.fallback = fallback
+        self._rows = ROWS(pruning, max_row, self._w)
+        self._pop = PopularityCounts(half_life=None)
+
+    @property
+    def rules(self) -> dict[int, dict[int, float]]:
+        """Every row as ``{item: {partner: weight}}`` (a copy; rows in insertion order)."""
+        return self._rows.to_dict()
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_rows"] = self._rows.export()  # the same bytes from either kind of rows
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        rows = state.pop("_rows")
+        self.__dict__.update(state)
+        self._rows = ROWS(self.pruning, self.max_row, self._w)
+        self._rows.load(*rows)  # type: ignore[misc]
+
+    def ranked(self, a: int) -> list[int]:
+        """Partners of ``a``, heaviest first (ties: first added), pruned to ``pruning``."""
+        return self._rows.ranked(a)
+
     def scores(self, a: int) -> dict[int, float]:
         """Max-normalised scores of ``a``'s pruned partners (session-rec's output)."""
-        row = self.rules.get(a, {})
-        r = self.ranked(a)
+        r = self._rows.ranked(a)
         if not r:
             return {}
+        row = self._rows.row(a)
         top = row[r[0]]
         return {b: row[b] / top for b in r}
 
@@ -158,7 +290,7 @@ class _RuleModel(SessionModel):
     ) -> list[int]:
         if not history:
             return self._pop.top(k) if self.fallback else []
-        recs = self.ranked(history[-1])[:k]
+        recs = self._rows.top(history[-1], k)
         if self.fallback and len(recs) < k:
             recs = fill(list(recs), self._pop.top(k + len(recs)), k)
         return recs
@@ -206,46 +338,16 @@ class SequentialRules(_RuleModel):
         max_row: int = 50,
         fallback: bool = True,
     ) -> None:
-        super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
         step_weight(weighting, 1)  # validates
         if steps < 1:
             raise ValueError("steps must be >= 1")
         self.steps = steps
         self.weighting = weighting
         self._w = [0.0] + [step_weight(weighting, x) for x in range(1, steps + 1)]
+        super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
 
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
-        n = len(history)
-        if n:
-            # _add inlined for its common case (the hot loop of the default model)
-            w = self._w
-            rules = self.rules
-            cached = self._ranked
-            pruning = self.pruning
-            overflow = 2 * self.max_row
-            for x in range(1, min(self.steps, n) + 1):
-                a = history[n - x]
-                wx = w[x]
-                row = rules.get(a)
-                if row is None:
-                    row = rules[a] = {}
-                old = row.get(item)
-                v = row[item] = (0.0 if old is None else old) + wx
-                r = cached.get(a)
-                if r is not None:
-                    if wx <= 0.0:
-                        del cached[a]
-                    elif old is None:  # a new partner, the row's newest: enters only if heavier
-                        if len(r) < pruning or pruning <= 0 or v > row[r[-1]]:
-                            self._rerank(a, r, row, item, v, -1)
-                    elif item in r:
-                        i = r.index(item)
-                        if i and row[r[i - 1]] <= v:
-                            self._rerank(a, r, row, item, v, i)
-                    elif len(r) < pruning or pruning <= 0 or v >= row[r[-1]]:
-                        self._rerank(a, r, row, item, v, -1)
-                if len(row) > overflow:
-                    self._prune(a, row)
+        self._rows.learn_steps(history, item)
         self._pop.add(item, timestamp)
 
 
@@ -266,9 +368,7 @@ class AssociationRules(_RuleModel):
         super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
 
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
-        for prev in history:
-            self._add(prev, item, 1.0)
-            self._add(item, prev, 1.0)
+        self._rows.learn_pairs(history, item)
         self._pop.add(item, timestamp)
 
 
@@ -290,5 +390,5 @@ class MarkovChain(_RuleModel):
 
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
         if history:
-            self._add(history[-1], item, 1.0)
+            self._rows.add(history[-1], item, 1.0)
         self._pop.add(item, timestamp)
