@@ -84,3 +84,23 @@ def test_long_window_threshold_lies_between_the_noise_and_the_check_window_thres
     long = calibrate_long(blocks, linf, 10, 8, persistence=5, rate=1e-7)
     assert long is not None and 0.01 < long < short
     assert calibrate_long(blocks[:100], linf, 10, 8, persistence=5, rate=1e-7) is None  # too short
+
+
+def test_against_is_the_score_with_the_reference_side_cached() -> None:
+    """The monitor's checks score with :class:`Against`; it must give the score functions' numbers,
+    NaN included (an empty live window), and survive a checkpoint (pickle)."""
+    import pickle
+
+    from monitoring.drift.signals import Against, drop, excess, ks, linf
+
+    rng = np.random.default_rng(7)
+    for f in (linf, ks, excess, drop):
+        for bins in (2, 16, 101):
+            ref = rng.integers(0, 50, size=bins).astype(np.float64)
+            scorer = pickle.loads(pickle.dumps(Against(ref, f)))
+            for _ in range(20):
+                live = rng.integers(0, 5, size=bins).astype(np.float64) * (rng.random(bins) < 0.5)
+                want = float(f(ref, live))
+                got = scorer(live)
+                assert got == want or (np.isnan(got) and np.isnan(want))
+            assert np.isnan(scorer(np.zeros(bins)))

@@ -38,6 +38,7 @@ from monitoring.drift.signals import (
     POSITION_EDGES,
     SCORES,
     SIGNALS,
+    Against,
 )
 from stream.config import log_event
 from stream.events import Event
@@ -300,6 +301,7 @@ class DriftMonitor:
         self._ring = {}
         self._long_sum = {}
         self._ref_totals: dict[str, np.ndarray] = {}
+        self._scorers: dict[str, Against] = {}  # the score against the reference
         for s in self.signals:
             blocks = frozen.blocks.get(s)
             if blocks is None:
@@ -311,6 +313,7 @@ class DriftMonitor:
             self.calibration[s] = cal
             self.threshold[s] = cal.threshold
             self._ref_totals[s] = blocks.sum(axis=0)
+            self._scorers[s] = Against(self._ref_totals[s], fn)
         if self.calibration:
             rate = self.check_every / (self.false_alarm_events * len(self.calibration))
             self._single = -math.log(rate)
@@ -373,7 +376,7 @@ class DriftMonitor:
                 continue
             live = np.asarray(self._window(s), dtype=np.float64)
             ref = self._ref_totals[s]
-            score = float(SCORES[s][0](ref, live)) if live.sum() >= self.min_count else _NAN
+            score = self._scorers[s](live) if live.sum() >= self.min_count else _NAN
             self.score[s] = score
             held_long = self._long_check(s, ref, live)
             if score > cal.threshold or held_long:
@@ -442,7 +445,7 @@ class DriftMonitor:
             total -= ring.popleft()
         if len(ring) < self.long_checks or total.sum() < self.min_count:
             return False
-        if float(SCORES[s][0](ref, total)) <= threshold:
+        if self._scorers[s](total) <= threshold:
             self._lstreak[s] = 0
             return False
         self._lstreak[s] += 1
