@@ -30,7 +30,8 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     Row *rows;
-    Py_ssize_t n_slots; /* rows[0 .. n_slots) allocated */
+    PyObject **ints;    /* ints[b]: a reference to an int object equal to b, handed out by top() */
+    Py_ssize_t n_slots; /* rows[0 .. n_slots) and ints[0 .. n_slots) allocated */
     Py_ssize_t n_rows;  /* rows with at least one partner */
     long pruning, max_row, steps;
     double *wx;     /* wx[x]: weight of a predecessor x steps back, x = 1 .. steps */
@@ -47,6 +48,13 @@ static int grow_slots(RuleRows *self, long a) {
     }
     memset(rows + self->n_slots, 0, (size_t)(n - self->n_slots) * sizeof(Row));
     self->rows = rows;
+    PyObject **ints = PyMem_Realloc(self->ints, (size_t)n * sizeof(PyObject *));
+    if (ints == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(ints + self->n_slots, 0, (size_t)(n - self->n_slots) * sizeof(PyObject *));
+    self->ints = ints;
     self->n_slots = n;
     return 0;
 }
@@ -80,8 +88,18 @@ static void prune(Row *r, long max_row) {
     r->len = (int32_t)max_row;
 }
 
-static int add(RuleRows *self, long a, long b, double w) {
-    if (a >= self->n_slots && grow_slots(self, a) < 0) return -1;
+/* row[a][b] += w; b_obj: the caller's int object for b (kept for top()), or NULL to make one. */
+static int add(RuleRows *self, long a, long b, PyObject *b_obj, double w) {
+    long hi = a > b ? a : b;
+    if (hi >= self->n_slots && grow_slots(self, hi) < 0) return -1;
+    if (self->ints[b] == NULL) { /* the first time b is a partner: share the caller's int object */
+        if (b_obj != NULL && PyLong_CheckExact(b_obj)) {
+            Py_INCREF(b_obj);
+        } else if ((b_obj = PyLong_FromLong(b)) == NULL) {
+            return -1;
+        }
+        self->ints[b] = b_obj;
+    }
     Row *r = &self->rows[a];
     int32_t n = r->len;
     int32_t *pb = r->b;
@@ -152,12 +170,9 @@ static PyObject *top_list(RuleRows *self, long a, long k) {
     PyObject *out = PyList_New(m);
     if (out == NULL) return NULL;
     const int32_t *b = m ? self->rows[a].b : NULL;
-    for (int32_t j = 0; j < m; j++) {
-        PyObject *v = PyLong_FromLong(b[self->order[j]]);
-        if (v == NULL) {
-            Py_DECREF(out);
-            return NULL;
-        }
+    for (int32_t j = 0; j < m; j++) { /* no new int objects: the lists share the items' ints */
+        PyObject *v = self->ints[b[self->order[j]]];
+        Py_INCREF(v);
         PyList_SET_ITEM(out, j, v);
     }
     return out;
@@ -169,8 +184,10 @@ static void RuleRows_dealloc(RuleRows *self) {
     for (Py_ssize_t i = 0; i < self->n_slots; i++) {
         PyMem_Free(self->rows[i].b);
         PyMem_Free(self->rows[i].w);
+        Py_XDECREF(self->ints[i]);
     }
     PyMem_Free(self->rows);
+    PyMem_Free(self->ints);
     PyMem_Free(self->wx);
     PyMem_Free(self->order);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -234,7 +251,7 @@ static PyObject *RuleRows_learn_steps(RuleRows *self, PyObject *const *args, Py_
     Py_ssize_t last = n < self->steps ? n : self->steps;
     for (Py_ssize_t x = 1; x <= last; x++) {
         long a;
-        if (item_of(h[n - x], &a) < 0 || add(self, a, item, self->wx[x]) < 0) {
+        if (item_of(h[n - x], &a) < 0 || add(self, a, item, args[1], self->wx[x]) < 0) {
             Py_DECREF(seq);
             return NULL;
         }
@@ -256,7 +273,7 @@ static PyObject *RuleRows_learn_pairs(RuleRows *self, PyObject *const *args, Py_
     PyObject **h = PySequence_Fast_ITEMS(seq);
     for (Py_ssize_t i = 0; i < n; i++) {
         long prev;
-        if (item_of(h[i], &prev) < 0 || add(self, prev, item, 1.0) < 0 || add(self, item, prev, 1.0) < 0) {
+        if (item_of(h[i], &prev) < 0 || add(self, prev, item, args[1], 1.0) < 0 || add(self, item, prev, h[i], 1.0) < 0) {
             Py_DECREF(seq);
             return NULL;
         }
@@ -274,7 +291,7 @@ static PyObject *RuleRows_add(RuleRows *self, PyObject *const *args, Py_ssize_t 
     if (item_of(args[0], &a) < 0 || item_of(args[1], &b) < 0) return NULL;
     double w = PyFloat_AsDouble(args[2]);
     if (w == -1.0 && PyErr_Occurred()) return NULL;
-    if (add(self, a, b, w) < 0) return NULL;
+    if (add(self, a, b, args[1], w) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -399,7 +416,7 @@ static PyObject *RuleRows_load(RuleRows *self, PyObject *const *args, Py_ssize_t
             goto done;
         }
         for (int32_t i = 0; i < pl[r]; i++, e++)
-            if (ps[r] < 0 || ps[r] >= MAX_ITEM || pp[e] < 0 || add(self, ps[r], pp[e], pw[e]) < 0) {
+            if (ps[r] < 0 || ps[r] >= MAX_ITEM || pp[e] < 0 || add(self, ps[r], pp[e], NULL, pw[e]) < 0) {
                 if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "item int out of range in rule rows");
                 goto done;
             }
