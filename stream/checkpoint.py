@@ -48,7 +48,8 @@ log = logging.getLogger("streamrec.checkpoint")
 
 MAGIC = b"STREAMREC-CKPT\x00\x01"
 #: Bump when the body's layout changes incompatibly; older/newer files are refused.
-FORMAT_VERSION = 1
+#: 2: the rule models (SR, AR, Markov) keep their rows as bytes (either kind of rows reads them).
+FORMAT_VERSION = 2
 _HEADER = struct.Struct(">HQ32s")
 CURRENT = "state.ckpt"
 PREVIOUS = "state.ckpt.prev"
