@@ -315,6 +315,29 @@ static PyObject *RuleRows_ranked(RuleRows *self, PyObject *arg) {
     return top_list(self, a, 2 * self->max_row + 1);
 }
 
+/* scores(a): {partner: weight / the heaviest's weight} over a's pruned ranking (session-rec's). */
+static PyObject *RuleRows_scores(RuleRows *self, PyObject *arg) {
+    long a = PyLong_AsLong(arg);
+    if (a == -1 && PyErr_Occurred()) return NULL;
+    PyObject *d = PyDict_New();
+    if (d == NULL || a < 0) return d;
+    int32_t m = rank(self, a, 2 * self->max_row + 1);
+    if (m == 0) return d;
+    const Row *r = &self->rows[a];
+    double top = r->w[self->order[0]];
+    for (int32_t j = 0; j < m; j++) {
+        int32_t i = self->order[j];
+        PyObject *v = PyFloat_FromDouble(r->w[i] / top);
+        if (v == NULL || PyDict_SetItem(d, self->ints[r->b[i]], v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
 static PyObject *row_dict(const Row *r) {
     PyObject *d = PyDict_New();
     if (d == NULL) return NULL;
@@ -439,6 +462,8 @@ static PyMethodDef RuleRows_methods[] = {
      "top(a, k): the first k partners of a's ranking (weight descending, ties by row order), pruned."},
     {"ranked", (PyCFunction)RuleRows_ranked, METH_O, "ranked(a): a's whole pruned ranking."},
     {"row", (PyCFunction)RuleRows_row, METH_O, "row(a): a's partners and weights as a new dict."},
+    {"scores", (PyCFunction)RuleRows_scores, METH_O,
+     "scores(a): {partner: weight / the top weight} over a's pruned ranking."},
     {"to_dict", (PyCFunction)RuleRows_to_dict, METH_NOARGS, "Every row as {a: {b: w}} (a copy)."},
     {"export", (PyCFunction)RuleRows_export, METH_NOARGS,
      "(sources, lengths, partners, weights) as int32/int32/int32/float64 bytes."},

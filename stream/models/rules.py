@@ -203,6 +203,15 @@ class _DictRows:
     def row(self, a: int) -> dict[int, float]:
         return dict(self.rows.get(a, {}))
 
+    def scores(self, a: int) -> dict[int, float]:
+        """``{partner: weight / the top weight}`` over ``a``'s pruned ranking (session-rec's)."""
+        r = self.ranked(a)
+        if not r:
+            return {}
+        row = self.rows[a]
+        top = row[r[0]]
+        return {b: row[b] / top for b in r}
+
     def to_dict(self) -> dict[int, dict[int, float]]:
         return {a: dict(self.rows[a]) for a in sorted(self.rows)}  # as the compiled rows: by item int
 
@@ -278,12 +287,7 @@ class _RuleModel(SessionModel):
 
     def scores(self, a: int) -> dict[int, float]:
         """Max-normalised scores of ``a``'s pruned partners (session-rec's output)."""
-        r = self._rows.ranked(a)
-        if not r:
-            return {}
-        row = self._rows.row(a)
-        top = row[r[0]]
-        return {b: row[b] / top for b in r}
+        return self._rows.scores(a)
 
     def recommend(
         self, history: Sequence[int], timestamp: float, k: int = 20, session: int | None = None
