@@ -15,6 +15,11 @@ was dropped early and later grew heavy (``max_row`` >> ``pruning`` makes that ra
 Quirk kept: scores are max-normalised per row (session-rec divides by the maximum). Quirk fixed:
 an item with no rules gets popular items instead of NaN (session-rec Q5); those fill slots after
 the rule partners, so rule rankings are unchanged.
+
+The rows live in C (``_rules.c``: per item, its partners and weights in two flat arrays, a
+click's look-back loop in one call, rankings computed when asked) when the extension was built,
+else in Python dicts (:class:`_DictRows`, the reference the C rows are tested against on every
+click). Both give the same weights, rankings and lists, and pickle to the same bytes.
 """
 
 from __future__ import annotations
@@ -267,7 +272,7 @@ class _RuleModel(SessionModel):
 
     @property
     def rules(self) -> dict[int, dict[int, float]]:
-        """Every row as ``{item: {partner: weight}}`` (a copy; rows in insertion order)."""
+        """Every row as ``{item: {partner: weight}}`` (a copy; items ascending, partners in row order)."""
         return self._rows.to_dict()
 
     def __getstate__(self) -> dict[str, object]:
@@ -296,7 +301,7 @@ class _RuleModel(SessionModel):
             return self._pop.top(k) if self.fallback else []
         recs = self._rows.top(history[-1], k)
         if self.fallback and len(recs) < k:
-            recs = fill(list(recs), self._pop.top(k + len(recs)), k)
+            recs = fill(recs, self._pop.top(k + len(recs)), k)  # top() made a new list
         return recs
 
 
