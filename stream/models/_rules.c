@@ -237,48 +237,48 @@ static int RuleRows_init(RuleRows *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-static PyObject *RuleRows_learn_steps(RuleRows *self, PyObject *const *args, Py_ssize_t nargs) {
+/* The (history, item) arguments of learn_steps / learn_pairs: item's int and history as a fast
+ * sequence (a new reference; NULL with an exception set on bad arguments). */
+static PyObject *history_args(PyObject *const *args, Py_ssize_t nargs, const char *usage, long *item) {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "learn_steps(history, item)");
+        PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
+    if (item_of(args[1], item) < 0) return NULL;
+    return PySequence_Fast(args[0], "history must be a sequence of item ints");
+}
+
+static PyObject *RuleRows_learn_steps(RuleRows *self, PyObject *const *args, Py_ssize_t nargs) {
     long item;
-    if (item_of(args[1], &item) < 0) return NULL;
-    PyObject *seq = PySequence_Fast(args[0], "history must be a sequence of item ints");
+    PyObject *seq = history_args(args, nargs, "learn_steps(history, item)", &item);
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **h = PySequence_Fast_ITEMS(seq);
     Py_ssize_t last = n < self->steps ? n : self->steps;
-    for (Py_ssize_t x = 1; x <= last; x++) {
+    int ok = 1;
+    for (Py_ssize_t x = 1; ok && x <= last; x++) {
         long a;
-        if (item_of(h[n - x], &a) < 0 || add(self, a, item, args[1], self->wx[x]) < 0) {
-            Py_DECREF(seq);
-            return NULL;
-        }
+        ok = item_of(h[n - x], &a) == 0 && add(self, a, item, args[1], self->wx[x]) == 0;
     }
     Py_DECREF(seq);
+    if (!ok) return NULL;
     Py_RETURN_NONE;
 }
 
 static PyObject *RuleRows_learn_pairs(RuleRows *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "learn_pairs(history, item)");
-        return NULL;
-    }
     long item;
-    if (item_of(args[1], &item) < 0) return NULL;
-    PyObject *seq = PySequence_Fast(args[0], "history must be a sequence of item ints");
+    PyObject *seq = history_args(args, nargs, "learn_pairs(history, item)", &item);
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **h = PySequence_Fast_ITEMS(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
+    int ok = 1;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
         long prev;
-        if (item_of(h[i], &prev) < 0 || add(self, prev, item, args[1], 1.0) < 0 || add(self, item, prev, h[i], 1.0) < 0) {
-            Py_DECREF(seq);
-            return NULL;
-        }
+        ok = item_of(h[i], &prev) == 0 && add(self, prev, item, args[1], 1.0) == 0
+             && add(self, item, prev, h[i], 1.0) == 0;
     }
     Py_DECREF(seq);
+    if (!ok) return NULL;
     Py_RETURN_NONE;
 }
 

@@ -113,38 +113,10 @@ class _DictRows:
 
     def learn_steps(self, history: Sequence[int], item: int) -> None:
         """``add(history[-x], item, weights[x])`` for x = 1 .. steps (SR's look-back)."""
-        n = len(history)
-        if not n:
-            return
-        # add() inlined for its common case (the hot loop of the default model)
         w = self._w
-        rules = self.rows
-        cached = self._ranked
-        pruning = self.pruning
-        overflow = 2 * self.max_row
+        n = len(history)
         for x in range(1, min(len(w) - 1, n) + 1):
-            a = history[n - x]
-            wx = w[x]
-            row = rules.get(a)
-            if row is None:
-                row = rules[a] = {}
-            old = row.get(item)
-            v = row[item] = (0.0 if old is None else old) + wx
-            r = cached.get(a)
-            if r is not None:
-                if wx <= 0.0:
-                    del cached[a]
-                elif old is None:  # a new partner, the row's newest: enters only if heavier
-                    if len(r) < pruning or pruning <= 0 or v > row[r[-1]]:
-                        self._rerank(a, r, row, item, v, -1)
-                elif item in r:
-                    i = r.index(item)
-                    if i and row[r[i - 1]] <= v:
-                        self._rerank(a, r, row, item, v, i)
-                elif len(r) < pruning or pruning <= 0 or v >= row[r[-1]]:
-                    self._rerank(a, r, row, item, v, -1)
-            if len(row) > overflow:
-                self._prune(a, row)
+            self.add(history[n - x], item, w[x])
 
     def learn_pairs(self, history: Sequence[int], item: int) -> None:
         """``add(prev, item, 1)`` and ``add(item, prev, 1)`` for every earlier click (AR)."""
