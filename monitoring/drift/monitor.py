@@ -378,7 +378,7 @@ class DriftMonitor:
             ref = self._ref_totals[s]
             score = self._scorers[s](live) if live.sum() >= self.min_count else _NAN
             self.score[s] = score
-            held_long = self._long_check(s, ref, live)
+            held_long = self._long_check(s, live)
             if score > cal.threshold or held_long:
                 held = held_long
                 if score > cal.threshold:
@@ -401,7 +401,7 @@ class DriftMonitor:
                     self.detections[s].append(n)
                     if held_long:  # the long window's figures
                         total = self._long_sum[s]
-                        lscore = float(SCORES[s][0](ref, total))
+                        lscore = self._scorers[s](total)
                         self.reasons[s] = (self._why(s, ref, total, lscore, self.long_threshold[s])
                                            + f" (window of the last {self.long_checks * self.check_every} clicks)")
                     else:
@@ -429,7 +429,7 @@ class DriftMonitor:
                       policy=self.policy.name, reason=self.due_reason)
             self.policy.on_due(self)
 
-    def _long_check(self, s: str, ref: np.ndarray, live: np.ndarray) -> bool:
+    def _long_check(self, s: str, live: np.ndarray) -> bool:
         """Push this check's window into the signal's long window; whether the long one is held."""
         threshold = self.long_threshold.get(s)
         if threshold is None:

@@ -315,6 +315,14 @@ static PyObject *RuleRows_ranked(RuleRows *self, PyObject *arg) {
     return top_list(self, a, 2 * self->max_row + 1);
 }
 
+/* d[k] = v, taking over the references to k and v (either may be NULL: an error is set). */
+static int put(PyObject *d, PyObject *k, PyObject *v) {
+    int rc = k == NULL || v == NULL ? -1 : PyDict_SetItem(d, k, v);
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    return rc;
+}
+
 /* scores(a): {partner: weight / the heaviest's weight} over a's pruned ranking (session-rec's). */
 static PyObject *RuleRows_scores(RuleRows *self, PyObject *arg) {
     long a = PyLong_AsLong(arg);
@@ -327,56 +335,36 @@ static PyObject *RuleRows_scores(RuleRows *self, PyObject *arg) {
     double top = r->w[self->order[0]];
     for (int32_t j = 0; j < m; j++) {
         int32_t i = self->order[j];
-        PyObject *v = PyFloat_FromDouble(r->w[i] / top);
-        if (v == NULL || PyDict_SetItem(d, self->ints[r->b[i]], v) < 0) {
-            Py_XDECREF(v);
+        PyObject *k = self->ints[r->b[i]];
+        Py_INCREF(k);
+        if (put(d, k, PyFloat_FromDouble(r->w[i] / top)) < 0) {
             Py_DECREF(d);
             return NULL;
         }
-        Py_DECREF(v);
     }
     return d;
 }
 
-static PyObject *row_dict(const Row *r) {
-    PyObject *d = PyDict_New();
-    if (d == NULL) return NULL;
-    for (int32_t i = 0; i < r->len; i++) {
-        PyObject *k = PyLong_FromLong(r->b[i]);
-        PyObject *v = PyFloat_FromDouble(r->w[i]);
-        if (k == NULL || v == NULL || PyDict_SetItem(d, k, v) < 0) {
-            Py_XDECREF(k);
-            Py_XDECREF(v);
-            Py_DECREF(d);
-            return NULL;
-        }
-        Py_DECREF(k);
-        Py_DECREF(v);
-    }
-    return d;
-}
-
-static PyObject *RuleRows_row(RuleRows *self, PyObject *arg) {
-    long a = PyLong_AsLong(arg);
-    if (a == -1 && PyErr_Occurred()) return NULL;
-    if (a < 0 || a >= self->n_slots || self->rows[a].len == 0) return PyDict_New();
-    return row_dict(&self->rows[a]);
-}
-
+/* to_dict(): {a: {b: w}} for every row with a partner, items ascending, partners in row order. */
 static PyObject *RuleRows_to_dict(RuleRows *self, PyObject *Py_UNUSED(ignored)) {
     PyObject *out = PyDict_New();
     if (out == NULL) return NULL;
     for (Py_ssize_t a = 0; a < self->n_slots; a++) {
-        if (self->rows[a].len == 0) continue;
-        PyObject *k = PyLong_FromSsize_t(a);
-        PyObject *d = row_dict(&self->rows[a]);
-        if (k == NULL || d == NULL || PyDict_SetItem(out, k, d) < 0) {
-            Py_XDECREF(k);
+        const Row *r = &self->rows[a];
+        if (r->len == 0) continue;
+        PyObject *d = PyDict_New();
+        if (put(out, PyLong_FromSsize_t(a), d == NULL ? NULL : Py_NewRef(d)) < 0) {
             Py_XDECREF(d);
             Py_DECREF(out);
             return NULL;
         }
-        Py_DECREF(k);
+        for (int32_t i = 0; i < r->len; i++) {
+            if (put(d, PyLong_FromLong(r->b[i]), PyFloat_FromDouble(r->w[i])) < 0) {
+                Py_DECREF(d);
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
         Py_DECREF(d);
     }
     return out;
@@ -461,7 +449,6 @@ static PyMethodDef RuleRows_methods[] = {
     {"top", (PyCFunction)(void (*)(void))RuleRows_top, METH_FASTCALL,
      "top(a, k): the first k partners of a's ranking (weight descending, ties by row order), pruned."},
     {"ranked", (PyCFunction)RuleRows_ranked, METH_O, "ranked(a): a's whole pruned ranking."},
-    {"row", (PyCFunction)RuleRows_row, METH_O, "row(a): a's partners and weights as a new dict."},
     {"scores", (PyCFunction)RuleRows_scores, METH_O,
      "scores(a): {partner: weight / the top weight} over a's pruned ranking."},
     {"to_dict", (PyCFunction)RuleRows_to_dict, METH_NOARGS, "Every row as {a: {b: w}} (a copy)."},

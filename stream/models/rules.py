@@ -73,8 +73,6 @@ class _DictRows:
     """
 
     def __init__(self, pruning: int, max_row: int, weights: Sequence[float] | None = None) -> None:
-        if max_row < 1:
-            raise ValueError("max_row must be >= 1")
         self.pruning = pruning
         self.max_row = max_row
         self._w = list(weights) if weights is not None else [0.0]
@@ -176,9 +174,6 @@ class _DictRows:
 
     def top(self, a: int, k: int) -> list[int]:
         return self.ranked(a)[:k]
-
-    def row(self, a: int) -> dict[int, float]:
-        return dict(self.rows.get(a, {}))
 
     def scores(self, a: int) -> dict[int, float]:
         """``{partner: weight / the top weight}`` over ``a``'s pruned ranking (session-rec's)."""
