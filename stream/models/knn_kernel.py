@@ -376,6 +376,12 @@ def _item_scores(
     touched = np.empty(total, dtype=np.int64)
     nt = 0
     L = float(q_len)
+    # STAN's exp(-|pos - i*| / lambda_inh) looked up for the small (integer) distances: the same
+    # expression as below, so the same bits, without one exp per neighbour item
+    n_tab = 32 if contrib_kind == 2 and c1 > 0.0 else 0
+    inh = np.empty(n_tab, dtype=np.float64)
+    for d in range(n_tab):
+        inh[d] = math.exp(-abs(float(d)) / c1)
     for j in range(slots.size):
         s = slots[j]
         a = start[s]
@@ -416,7 +422,8 @@ def _item_scores(
             v = base
             if contrib_kind == 2:
                 if c1 > 0.0:
-                    v = v * math.exp(-abs(float(flat[1, x]) - i_star) / c1)
+                    dd = abs(float(flat[1, x]) - i_star)
+                    v = v * (inh[int(dd)] if dd < n_tab else math.exp(-dd / c1))
                 if c2 > 0.0:
                     v = v * e_ipw
             if imark[it] == 0:
