@@ -2,7 +2,9 @@
 
 One run (:func:`run_bench`):
 
-1. produces N synthetic clicks (keyed by session id) to a fresh topic with P partitions;
+1. produces N synthetic clicks (keyed by session id) to a fresh topic with P partitions, or
+   replays a real click log instead (``--dataset PATH --format F``: its events in time order, so
+   a model's cost can be measured on a shop's own item-popularity head);
 2. ``raw_events_per_s``: a bare kafka-python consume-and-decode loop over that topic (group-less,
    all partitions assigned, :func:`stream.events.decode` on every record) — the ceiling of any
    Python worker on this machine;
@@ -47,7 +49,7 @@ from kafka import TopicPartition
 
 from stream import kafka_io
 from stream.broker import EmbeddedBroker, free_port
-from stream.events import Invalid, decode
+from stream.events import Event, Invalid, decode
 from stream.producer import produce_events
 from stream.synthetic import SyntheticStream
 
@@ -382,6 +384,7 @@ class BenchResult:
     mb_per_100k_sessions: float | None = None
     per_worker: list[dict[str, Any]] = field(default_factory=list)
     timing: str = ""
+    source: str = "synthetic"
 
     @property
     def pipeline_ratio(self) -> float | None:
@@ -406,9 +409,17 @@ def run_bench(
     bootstrap: str | None = None,
     log: Any = None,
     session_memory: bool = False,
+    dataset: list[Event] | None = None,
+    source: str = "synthetic",
 ) -> BenchResult:
-    """One benchmark run (see the module docstring); ``bootstrap=None`` starts an embedded broker."""
+    """One benchmark run (see the module docstring); ``bootstrap=None`` starts an embedded broker.
+
+    ``dataset``: replay these events (a real click log, in stream order) instead of ``events``
+    synthetic ones; ``source`` names them in the result.
+    """
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if dataset is not None:
+        events = len(dataset)
     wargs = list(worker_args or [])
     with contextlib.ExitStack() as stack:
         if bootstrap is None:
@@ -420,8 +431,8 @@ def run_bench(
 
         def produce_to(t: str) -> Any:
             def go() -> float:
-                s = produce_events(client, t, SyntheticStream(events=events, seed=seed), partitions=partitions,
-                                   total=events, show_progress=False)
+                source = dataset if dataset is not None else SyntheticStream(events=events, seed=seed)
+                s = produce_events(client, t, source, partitions=partitions, total=events, show_progress=False)
                 if s.events_produced != events:
                     raise RuntimeError(f"produced {s.events_produced} of {events}")
                 say(f"produced {events:,} events to {t} at {s.events_per_s:,.0f}/s")
@@ -469,7 +480,7 @@ def run_bench(
             rss_mb_at=run.rss_mb_at, hit_rate_at_20=round(run.hit_rate, 5), mrr_at_20=round(run.mrr, 5),
             produce_events_per_s=round(produce_rate, 1),
             events_processed_publish=pub.events_processed if pub else None,
-            mb_per_100k_sessions=per_session, per_worker=run.per_worker, timing=timing,
+            mb_per_100k_sessions=per_session, per_worker=run.per_worker, timing=timing, source=source,
         )
 
 
@@ -480,6 +491,7 @@ def table(r: BenchResult) -> str:
 
     rows: Iterator[tuple[str, str]] = iter([
         ("model / workers / partitions", f"{r.model} / {r.workers} / {r.partitions}"),
+        ("events", r.source),
         ("events produced / processed", f"{r.events_produced:,} / {r.events_processed:,}"),
         ("raw consume+decode", f"{r.raw_events_per_s:,.0f} events/s"),
         ("pipeline", f"{r.pipeline_events_per_s:,.0f} events/s {ratio(r.pipeline_events_per_s)}"),
@@ -551,7 +563,7 @@ def repeat_table(results: list[BenchResult]) -> str:
     head = f"{'run':<7}{'raw ev/s':>10}{'pipeline ev/s':>15}{'ratio':>8}{'+publish ev/s':>15}" \
            f"{'ceiling':>10}{'p50 / p99 ms':>18}{'HR@20':>8}{'RSS MB':>8}"
     lines = [f"{results[0].model}, {results[0].workers} worker(s), {results[0].partitions} partitions, "
-             f"{results[0].events_produced:,} events, {len(results)} runs", head]
+             f"{results[0].events_produced:,} events ({results[0].source}), {len(results)} runs", head]
     for name, r in [*((str(i + 1), r) for i, r in enumerate(s["runs"])), ("median", s)]:
         lines.append(
             f"{name:<7}{fmt(r['raw_events_per_s']):>10}{fmt(r['pipeline_events_per_s']):>15}"

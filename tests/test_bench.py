@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,36 @@ def test_run_bench_against_a_given_broker_and_the_table() -> None:
     assert r.events_processed == 1500 and r.pipeline_publish_events_per_s is None
     text = table(r)
     assert "pipeline" in text and "HR@20" in text
+
+
+def test_bench_replays_a_dataset(tmp_path: Path) -> None:
+    """``--dataset PATH --format F``: a real log's events (time order, at most ``--events``) are
+    produced and processed instead of synthetic ones, and the result names them."""
+    from stream.synthetic import SyntheticStream
+
+    log = tmp_path / "clicks.txt"
+    rows = [f"{e.session_id}\t{e.item_id}\t{e.timestamp}" for e in SyntheticStream(events=1200, seed=3)]
+    log.write_text("SessionId\tItemId\tTime\n" + "\n".join(reversed(rows)) + "\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "bench", "--events", "1000", "--model", "sr", "--partitions", "2",
+         "--dataset", str(log), "--format", "rsc15", "--no-publish", "--no-raw", "--json", "--log-level", "WARNING"],
+        capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["events_produced"] == result["events_processed"] == 1000
+    assert result["source"] == f"{log} (rsc15)" and 0 < result["hit_rate_at_20"] < 1
+
+
+def test_bench_dataset_errors_are_clear(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a,b,c\n")
+    for path, msg in ((bad, "not a rsc15 file: missing column(s) SessionId"), (tmp_path / "empty.txt", "no events")):
+        if path.name == "empty.txt":
+            path.write_text("SessionId\tItemId\tTime\n")
+        out = subprocess.run(
+            [sys.executable, "-m", "stream.cli", "bench", "--dataset", str(path), "--format", "rsc15"],
+            capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0 and "Traceback" not in out.stderr
+        assert msg in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize("rows", ["python", "compiled"])

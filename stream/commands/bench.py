@@ -6,13 +6,14 @@ import argparse
 import logging
 
 from stream import config
+from stream.datasets import FORMATS
 from stream.models import DEFAULT_MODEL, MODELS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="throughput / latency / memory benchmark on the embedded broker",
-        description="Produces N synthetic clicks to a fresh topic, measures a bare kafka-python "
+        description="Produces N synthetic clicks (or replays --dataset) to a fresh topic, measures a bare kafka-python "
                     "consume+decode loop over it, then runs W real worker processes in one group "
                     "(score, learn, recommend, drift monitor, metrics) until all N are processed, "
                     "and again publishing every list. With --workers > 1 the workers run with "
@@ -22,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--workers", default=1, type=int, help="worker processes in the group")
     config.add(p, "--partitions", default=4, type=int, help="partitions of the click topic")
     config.add(p, "--seed", default=0, type=int, help="synthetic generator seed")
+    config.add(p, "--dataset", default=None,
+               help="replay this real click log (time order, at most --events) instead of synthetic "
+                    "clicks, e.g. ../shared/data/yoochoose-100k/yoochoose-clicks-100k_train_full.txt")
+    config.add(p, "--format", default="rsc15", choices=list(FORMATS), help="format of --dataset")
     config.add(p, "--bootstrap-servers", default=None,
                help="use this Kafka instead of starting the embedded broker")
     p.add_argument("--no-publish", action="store_true", help="skip the run with --recommendations-topic")
@@ -47,6 +52,17 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: need 1 <= --workers <= --partitions")
     if args.repeat < 1:
         raise SystemExit("error: need --repeat >= 1")
+    dataset, source = None, "synthetic"
+    if args.dataset:
+        from stream.datasets import DatasetError, read_events
+
+        try:
+            dataset = list(read_events(args.dataset, args.format, limit=args.events))
+        except DatasetError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        if not dataset:
+            raise SystemExit(f"error: {args.dataset}: no events")
+        source = f"{args.dataset} ({args.format})"
     results = []
     for i in range(args.repeat):
         if args.repeat > 1:
@@ -55,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             events=args.events, model=args.model, workers=args.workers, partitions=args.partitions,
             seed=args.seed, publish=not args.no_publish, raw=not args.no_raw,
             worker_args=args.worker_arg, bootstrap=args.bootstrap_servers,
-            session_memory=args.session_memory and i == 0))
+            session_memory=args.session_memory and i == 0, dataset=dataset, source=source))
     if len(results) == 1:
         print(json_line(results[0]) if args.json else table(results[0]), flush=True)
     else:
