@@ -431,8 +431,8 @@ def run_bench(
 
         def produce_to(t: str) -> Any:
             def go() -> float:
-                source = dataset if dataset is not None else SyntheticStream(events=events, seed=seed)
-                s = produce_events(client, t, source, partitions=partitions, total=events, show_progress=False)
+                clicks = dataset if dataset is not None else SyntheticStream(events=events, seed=seed)
+                s = produce_events(client, t, clicks, partitions=partitions, total=events, show_progress=False)
                 if s.events_produced != events:
                     raise RuntimeError(f"produced {s.events_produced} of {events}")
                 say(f"produced {events:,} events to {t} at {s.events_per_s:,.0f}/s")

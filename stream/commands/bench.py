@@ -13,8 +13,8 @@ from stream.models import DEFAULT_MODEL, MODELS
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="throughput / latency / memory benchmark on the embedded broker",
-        description="Produces N synthetic clicks (or replays --dataset) to a fresh topic, measures a bare kafka-python "
-                    "consume+decode loop over it, then runs W real worker processes in one group "
+        description="Produces N synthetic clicks (or replays --dataset) to a fresh topic, measures a "
+                    "bare kafka-python consume+decode loop over it, then runs W real worker processes in one group "
                     "(score, learn, recommend, drift monitor, metrics) until all N are processed, "
                     "and again publishing every list. With --workers > 1 the workers run with "
                     "--learn-all-partitions (stream/replica.py). Prints a table, or one JSON line with --json.")
