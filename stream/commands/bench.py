@@ -54,12 +54,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: need --repeat >= 1")
     dataset, source = None, "synthetic"
     if args.dataset:
-        from stream.datasets import DatasetError, read_events
+        from stream.commands.common import read_dataset
 
-        try:
-            dataset = list(read_events(args.dataset, args.format, limit=args.events))
-        except DatasetError as exc:
-            raise SystemExit(f"error: {exc}") from None
+        dataset = read_dataset(args.dataset, args.format, limit=args.events)
         if not dataset:
             raise SystemExit(f"error: {args.dataset}: no events")
         source = f"{args.dataset} ({args.format})"

@@ -6,6 +6,7 @@ import argparse
 
 from stream import config
 from stream.core import ClickProcessor
+from stream.events import Event
 from stream.items import ItemIndex
 from stream.models import DEFAULT_MODEL, MODELS, make_model, parse_params
 from stream.sessions import DEFAULT_MAX_SESSION_ITEMS, DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S, SessionStore
@@ -29,6 +30,17 @@ def add_state_args(parser: argparse.ArgumentParser) -> None:
                help="most recent clicks kept per session")
     config.add(g, "--max-items", default=1_000_000, type=int,
                help="distinct items learned; clicks on further new items are scored but not learned")
+
+
+def read_dataset(path: str, fmt: str, columns: dict[str, str] | None = None,
+                 limit: int | None = None) -> list[Event]:
+    """A dataset's events in stream order, or exit with the reader's clear error."""
+    from stream.datasets import DatasetError, read_events
+
+    try:
+        return list(read_events(path, fmt, columns=columns, limit=limit))
+    except DatasetError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def build_processor(args: argparse.Namespace, monitor: object | None = None) -> ClickProcessor:

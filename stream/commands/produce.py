@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from stream import config, kafka_io
-from stream.datasets import FORMATS, DatasetError, read_events
+from stream.commands.common import read_dataset
+from stream.datasets import FORMATS
 from stream.synthetic import SCENARIOS, SyntheticStream
 
 
@@ -30,11 +31,7 @@ def source_events(args: argparse.Namespace) -> tuple[list | SyntheticStream, int
         if not args.format:
             raise SystemExit("--dataset needs --format (one of: " + ", ".join(FORMATS) + ")")
         cols = dict(c.split("=", 1) for c in args.column)
-        try:
-            events = list(read_events(args.dataset, args.format, columns=cols,
-                                      limit=getattr(args, "limit", None)))
-        except DatasetError as exc:
-            raise SystemExit(f"error: {exc}") from None
+        events = read_dataset(args.dataset, args.format, columns=cols, limit=getattr(args, "limit", None))
         return events, len(events)
     stream = SyntheticStream(events=args.events, seed=args.seed, scenario=args.scenario,
                              drift_at=args.drift_at, drift_length=args.drift_length)
