@@ -54,7 +54,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import ModuleType
 
 import numpy as np
@@ -65,6 +65,10 @@ from stream.models.pop import PopularityCounts, fill
 _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
 _EMPTY_I32 = np.empty(0, dtype=np.int32)
+_UNSET = object()
+#: Query position weights of :func:`stream.models.knn_kernel.recommend_history` (``W_*`` there):
+#: none, STAN's exponential, V-SKNN's ``position_weight`` by name.
+WEIGHT_KINDS = {None: 0, "exp": 1, "div": 2, "quadratic": 3, "linear": 4, "log": 5, "same": 0}
 
 
 class SessionIndex:
@@ -560,6 +564,24 @@ class KNNModel(SessionModel):
         """What :meth:`_adjust` does beyond the kernel's IDF boost; identity by default."""
         return scores
 
+    def _fused_spec(self) -> tuple[int, float, int, float, int, float, float, float] | None:
+        """How :func:`~stream.models.knn_kernel.recommend_history` runs this model's whole query
+        from the session's clicks, or ``None`` (the query is prepared in Python, :class:`_Query`).
+
+        ``(wkind, wparam, sim_kind, sb, contrib_kind, c1, c2, idf_w)``: the position weights
+        (``knn_kernel.W_*``) and :meth:`_kernel_spec` without its per-query norm. Fixed by the
+        parameters, so computed once (:attr:`_fused`).
+        """
+        return None
+
+    @property
+    def _fused(self) -> tuple[int, float, int, float, int, float, float, float] | None:
+        spec = self.__dict__.get("_fused_cache", _UNSET)
+        if spec is _UNSET:
+            spec = self._fused_spec() if self._one_call else None
+            self._fused_cache = spec
+        return spec  # type: ignore[return-value]
+
     # -- the query -----------------------------------------------------------------------------
 
     def neighbours(
@@ -687,6 +709,12 @@ class KNNModel(SessionModel):
             return []
         if not history:
             return self._pop.top(k)
+        fused = self._fused if self._use_kernel else None
+        if fused is not None:
+            recs = self._recommend_fused(history, timestamp, k, session, fused)
+            if len(recs) < k:
+                recs = self._fill(recs, k, set(history))
+            return recs
         q = _Query(self, history, timestamp, session)
         if q.spec is not None and self._one_call:
             recs = self._recommend_kernel(q, q.spec, k)
@@ -699,13 +727,35 @@ class KNNModel(SessionModel):
             else:
                 recs = top_items(items, sc, k)
         if len(recs) < k:
-            if not self._drop_seen():
-                recs = fill(recs, self._pop.top(k), k)
-            else:
-                seen = q.seen
-                fb = [i for i in self._pop.top(k + len(seen)) if i not in seen]
-                recs = fill(recs, fb, k)
+            recs = self._fill(recs, k, q.seen)
         return recs
+
+    def _fill(self, recs: list[int], k: int, seen: Collection[int]) -> list[int]:
+        """``recs`` completed to ``k`` items with the most popular ones (not ``seen`` if the model
+        leaves session items out)."""
+        if not self._drop_seen():
+            return fill(recs, self._pop.top(k), k)
+        fb = [i for i in self._pop.top(k + len(seen)) if i not in seen]
+        return fill(recs, fb, k)
+
+    def _recommend_fused(
+        self, history: Sequence[int], timestamp: float, k: int, session: int | None, spec: tuple
+    ) -> list[int]:
+        """The whole query, its preparation included, in one kernel call (:attr:`_fused`)."""
+        ix = self.index
+        n = len(history)
+        hist = np.fromiter(history, dtype=np.int64, count=n)
+        need = max(ix._n_items, max(history) + 1)  # the builtin: ndarray.max costs ~3 us
+        if need > self._lp.size:
+            self._lp = _grow(self._lp, need)
+            self._acc = _grow(self._acc, need)
+            self._imark = _grow(self._imark, need)
+        return self._kernel.recommend_history(  # type: ignore[union-attr]
+            hist, spec[0], spec[1], ix._pstart, ix._plen, ix._pflat, ix._n_items, ix.slot_of(session),
+            ix.time, ix.n_unique, ix.mark, self.sample_size, self.k, spec[2], spec[3], float(timestamp),
+            ix._start, ix._flat, self._lp, spec[4], spec[5], spec[6], self._drop_seen(), self._acc,
+            self._imark, ix.events, float(ix.n_sessions_seen), spec[7], k,
+        ).tolist()  # fmt: skip
 
 
 class _Query:

@@ -289,17 +289,18 @@ def _neighbours(
                 tc[o] = tc[j]
                 o += 1
         n = o
-    # similarity (formulas and operation order of the numpy models) fused with the top-k
-    # selection by (similarity, time, slot): a min-heap of size k, scanned from the most recently
-    # posted candidates (which tend to be the most similar, so it rarely changes); once the heap is
-    # full a candidate whose similarity before the recency decay (a factor <= 1 for a time not
-    # after the query's) is already below the root cannot enter, and its decay is not computed
+        t_lo = thr  # the kept candidates' earliest time
+    # similarity (formulas and operation order of the numpy models), then the top-k by
+    # (similarity, time, slot) with a min-heap of size k, scanned from the most recently posted
+    # candidates (which tend to be the most similar, so it rarely changes). With STAN's recency
+    # decay (a factor <= 1 for a time not after the query's), k candidates keep at least
+    # (k-th best similarity before the decay) * (the smallest decay): a candidate below that before
+    # its decay cannot be among the k, and neither can one below the heap's root once it is full;
+    # their decay is not computed
     sims = np.empty(n, dtype=np.float64)
-    heap = np.empty(min(k, n), dtype=np.int64)
-    hs = heap.size
-    h = 0
-    for jj in range(n):
-        j = n - 1 - jj
+    p_lo = np.inf
+    p_hi = -np.inf
+    for j in range(n):
         li = ov[j]
         la = float(n_unique[slots[j]])
         if sim_kind == 0:  # SKNN jaccard / tanimoto
@@ -310,15 +311,33 @@ def _neighbours(
             v = 2.0 * li / (2.0 * li + la + sa)
         elif sim_kind == 3:  # V-SKNN vec
             v = li / sa
-        else:  # weighted cosine (STAN, VSTAN, V-SKNN cosine), times the recency decay
+        else:  # weighted cosine (STAN, VSTAN, V-SKNN cosine), before the recency decay
             v = li / (sa * math.sqrt(la))
-            if sb > 0.0:
-                if h == hs and tc[j] <= ts and v < sims[heap[0]]:
-                    continue  # the decay cannot lift it (a later, out-of-order time could)
-                v = v * math.exp(-(ts - tc[j]) / sb)
+        sims[j] = v
+        if v < p_lo:
+            p_lo = v
+        if v > p_hi:
+            p_hi = v
+    decay = sim_kind == 4 and sb > 0.0
+    bound = -np.inf
+    if decay and n > k and t_hi <= ts and p_lo > 0.0:  # (a later, out-of-order time: no bound)
+        kth, _, _ = _threshold_hist(sims, n, n - k, p_lo, p_hi)
+        bound = kth * math.exp(-(ts - t_lo) / sb) * (1.0 - 1e-9)  # margin for exp's rounding
+    heap = np.empty(min(k, n), dtype=np.int64)
+    hs = heap.size
+    h = 0
+    for jj in range(n):
+        j = n - 1 - jj
+        v = sims[j]
+        if v < bound:
+            continue
+        if decay:
+            if h == hs and tc[j] <= ts and v < sims[heap[0]]:
+                continue
+            v = v * math.exp(-(ts - tc[j]) / sb)
+            sims[j] = v
         if not v > 0.0:
             continue
-        sims[j] = v
         t1 = tc[j]
         s1 = slots[j]
         if h < hs:
@@ -371,8 +390,20 @@ def _item_scores(
     for j in range(q_items.size):
         lp[q_items[j]] = q_pos[j]
     total = 0
-    for j in range(slots.size):
-        total += n_unique[slots[j]]
+    ns = slots.size
+    st = np.empty(ns, dtype=np.int64)
+    nu = np.empty(ns, dtype=np.int64)
+    for j in range(ns):  # independent loads first: the memory system overlaps the misses
+        st[j] = start[slots[j]]
+        nu[j] = n_unique[slots[j]]
+    touch = 0
+    for j in range(ns):
+        e = st[j] + nu[j] - 1
+        touch += flat[0, st[j]] + flat[1, st[j]] + flat[0, e] + flat[1, e]
+    for j in range(ns):
+        total += nu[j]
+    if touch == -1:
+        total += 1
     touched = np.empty(total, dtype=np.int64)
     nt = 0
     L = float(q_len)
@@ -383,9 +414,8 @@ def _item_scores(
     for d in range(n_tab):
         inh[d] = math.exp(-abs(float(d)) / c1)
     for j in range(slots.size):
-        s = slots[j]
-        a = start[s]
-        b = a + n_unique[s]
+        a = st[j]
+        b = a + nu[j]
         sim = sims[j]
         i_star = 0.0
         p_star = 0.0
@@ -517,6 +547,104 @@ def _recommend(
 
 recommend = _jit(_recommend)
 
+W_NONE, W_EXP, W_DIV, W_QUADRATIC, W_LINEAR, W_LOG = 0, 1, 2, 3, 4, 5  # query position weights
+
+
+def _query(
+    hist: np.ndarray, lp: np.ndarray, wkind: int, wparam: float, sim_kind: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The session's distinct items (first-click order), their last 1-based positions, their
+    position weights and the similarity's session norm, from its clicks ``hist``.
+
+    ``lp`` (per item, all 0 between calls) marks the items seen. The weights are the models'
+    ``_weights`` (``W_EXP``: STAN's ``exp((p - L) / wparam)``; ``W_DIV`` .. ``W_LOG``: V-SKNN's
+    ``position_weight``); the norm is ``sqrt(sum w^2)`` for the weighted cosine, else the number
+    of distinct items.
+    """
+    n = hist.size
+    buf = np.empty(n, dtype=np.int64)
+    nd = 0
+    for p in range(n):
+        it = hist[p]
+        if lp[it] == 0.0:
+            buf[nd] = it
+            nd += 1
+        lp[it] = float(p + 1)
+    items = buf[:nd]
+    pos = np.empty(nd, dtype=np.float64)
+    w = np.empty(nd, dtype=np.float64)
+    L = float(n)
+    ss = 0.0
+    for j in range(nd):
+        it = items[j]
+        p = lp[it]
+        lp[it] = 0.0
+        pos[j] = p
+        if wkind == 1:
+            x = math.exp((p - L) / wparam)
+        elif wkind == 2:
+            x = p / L
+        elif wkind == 3:
+            x = p / L
+            x = x * x
+        elif wkind == 4:
+            x = 1.0 - 0.1 * (L - p) if p <= 10 else 0.0
+        elif wkind == 5:
+            x = 1.0 / math.log10(L - p + 1.7)
+        else:
+            x = 1.0
+        w[j] = x
+        ss += x * x
+    sa = math.sqrt(ss) if sim_kind == 4 else float(nd)
+    return items, pos, w, sa
+
+
+_query = _jit(_query)
+
+
+def _recommend_history(
+    hist: np.ndarray,
+    wkind: int,
+    wparam: float,
+    pstart: np.ndarray,
+    plen: np.ndarray,
+    pflat: np.ndarray,
+    n_items: int,
+    exclude: int,
+    time: np.ndarray,
+    n_unique: np.ndarray,
+    mark: np.ndarray,
+    m: int,
+    k: int,
+    sim_kind: int,
+    sb: float,
+    ts: float,
+    start: np.ndarray,
+    flat: np.ndarray,
+    lp: np.ndarray,
+    contrib_kind: int,
+    c1: float,
+    c2: float,
+    drop_seen: bool,
+    acc: np.ndarray,
+    imark: np.ndarray,
+    events: np.ndarray,
+    n_sessions: float,
+    idf_w: float,
+    top_k: int,
+) -> np.ndarray:
+    """:func:`recommend` from the session's clicks: :func:`_query` prepares the query in the
+    kernel (no per-click Python dict, numpy weights or norm)."""
+    q_items, q_pos, q_w, sa = _query(hist, lp, wkind, wparam, sim_kind)
+    return recommend(
+        q_items, q_w, pstart, plen, pflat, n_items, exclude, time, n_unique, mark, m, k, sim_kind, sa,
+        sb, ts, start, flat, lp, q_pos, hist.size, contrib_kind, c1, c2, drop_seen, acc, imark, events,
+        n_sessions, idf_w, top_k,
+    )  # fmt: skip
+
+
+recommend_history = _jit(_recommend_history)
+
 
 def warm_up() -> None:
     """Compile (or load from the disk cache) the three kernels with the types the models use."""
@@ -538,4 +666,9 @@ def warm_up() -> None:
         zero_i, one_f, zero_i, one_i, np.zeros(1, dtype=np.int32), 1, -1, one_f, one_i,
         np.zeros(1, dtype=i64), 0, 1, 0, 1.0, 0.0, 0.0, args[0], args[2], args[3], one_f, 1, 0,
         0.0, 0.0, False, args[11], args[12], one_f, 1.0, 0.0, 1,
+    )  # fmt: skip
+    recommend_history(
+        zero_i, 0, 0.0, zero_i, one_i, np.zeros(1, dtype=np.int32), 1, -1, one_f, one_i,
+        np.zeros(1, dtype=i64), 0, 1, 0, 0.0, 0.0, args[0], args[2], args[3], 0, 0.0, 0.0, False,
+        args[11], args[12], one_f, 1.0, 0.0, 1,
     )  # fmt: skip

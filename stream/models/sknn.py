@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.models.knn_index import KNNModel, _Query, sum_by_item
+from stream.models.knn_index import WEIGHT_KINDS, KNNModel, _Query, sum_by_item
 
 SIMILARITIES = ("jaccard", "cosine", "tanimoto", "binary")
 
@@ -107,6 +107,10 @@ class SKNN(KNNModel):
     def _kernel_spec(self, q: _Query) -> tuple[int, float, float, int, float, float, float] | None:
         kind = {"cosine": 1, "binary": 2}.get(self.similarity, 0)
         return (kind, float(q.items.size), 0.0, 0, 0.0, 0.0, 0.0)
+
+    def _fused_spec(self) -> tuple[int, float, int, float, int, float, float, float] | None:
+        kind = {"cosine": 1, "binary": 2}.get(self.similarity, 0)
+        return (WEIGHT_KINDS[None], 0.0, kind, 0.0, 0, 0.0, 0.0, 0.0)
 
     @property
     def _one_call(self) -> bool:

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from stream.models.knn_index import KNNModel, _Query
+from stream.models.knn_index import WEIGHT_KINDS, KNNModel, _Query
 
 DAY = 86_400.0
 
@@ -119,6 +119,14 @@ class STAN(KNNModel):
         norm = math.sqrt(float(w @ w)) if w is not None else math.sqrt(float(q.items.size))
         sb = snh * DAY if snh is not None else 0.0
         return (4, norm, float(sb), 2, float(inh or 0.0), 0.0, 0.0)
+
+    def _fused_spec(self) -> tuple[int, float, int, float, int, float, float, float] | None:
+        snh, inh, spw = self.lambda_snh, self.lambda_inh, self.lambda_spw
+        if (snh is not None and snh <= 0) or (inh is not None and inh <= 0):
+            return None
+        weights = (WEIGHT_KINDS["exp"], float(spw)) if spw else (WEIGHT_KINDS[None], 0.0)
+        sb = snh * DAY if snh is not None else 0.0
+        return (*weights, 4, float(sb), 2, float(inh or 0.0), 0.0, 0.0)
 
     def _contributions(
         self,

@@ -29,7 +29,7 @@ from collections import Counter
 
 import numpy as np
 
-from stream.models.knn_index import KNNModel, _Query
+from stream.models.knn_index import WEIGHT_KINDS, KNNModel, _Query
 
 DECAY = {"div": 0, "quadratic": 1, "linear": 2, "log": 3, "same": 4}  # knn_kernel's decay codes
 
@@ -184,6 +184,13 @@ class VSKNN(KNNModel):
             sim = (4, float(np.sqrt(float(w @ w))))
         idf = float(self.idf_weighting) if self.idf_weighting else 0.0
         return (sim[0], sim[1], 0.0, 1, float(DECAY[self.weighting_score]), 0.0, idf)
+
+    def _fused_spec(self) -> tuple[int, float, int, float, int, float, float, float] | None:
+        if self.weighting_time:
+            return None
+        sim = 3 if self.similarity == "vec" else 4
+        idf = float(self.idf_weighting) if self.idf_weighting else 0.0
+        return (WEIGHT_KINDS[self.weighting], 0.0, sim, 0.0, 1, float(DECAY[self.weighting_score]), 0.0, idf)
 
     def _kernel_adjust(self, q: _Query, items: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if self.push_reminders:

@@ -109,6 +109,14 @@ class VSTAN(STAN):
         idf = float(self.lambda_idf) if self.lambda_idf is not None else 0.0
         return spec[:5] + (float(ipw or 0.0), idf)
 
+    def _fused_spec(self) -> tuple[int, float, int, float, int, float, float, float] | None:
+        spec = super()._fused_spec()
+        ipw = self.lambda_ipw
+        if spec is None or (ipw is not None and ipw <= 0):
+            return None
+        idf = float(self.lambda_idf) if self.lambda_idf is not None else 0.0
+        return spec[:6] + (float(ipw or 0.0), idf)
+
     def _contributions(
         self,
         q: _Query,
