@@ -503,3 +503,55 @@ def test_histogram_threshold_equals_quickselect() -> None:
         for r in (0, 1, x.size // 3, x.size - 1):
             lo, hi = float(x.min()), float(x.max())
             assert k._threshold_hist(x, x.size, r, lo, hi) == k._threshold(x, r)
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("sknn", {}),
+        ("sknn", {"similarity": "cosine"}),
+        ("stan", {}),
+        ("stan", {"lambda_spw": None}),
+        ("vstan", {}),
+        ("vsknn", {}),
+        ("vsknn", {"similarity": "cosine", "weighting": "quadratic"}),
+        ("vsknn", {"similarity": "cosine", "weighting": "linear"}),
+        ("vsknn", {"similarity": "cosine", "weighting": "log"}),
+        ("vsknn", {"similarity": "cosine", "weighting": None}),
+    ],
+)
+def test_kernel_query_preparation_matches_python(name, params) -> None:
+    """``recommend_history`` prepares the query in the kernel: the same distinct items (first-click
+    order), last positions, position weights and norm as :class:`_Query` and ``_kernel_spec``."""
+    from stream.models.knn_index import _Query
+
+    m = make_model(name, **params)
+    if m._kernel is None:
+        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+    spec = m._fused
+    assert spec is not None
+    rng = np.random.default_rng(1)
+    lp = np.zeros(64)
+    for _ in range(200):
+        hist = rng.integers(0, 12, size=int(rng.integers(1, 25))).tolist()
+        q = _Query(m, hist, 0.0, None)
+        items, pos, w, sa = m._kernel._query(np.array(hist, dtype=np.int64), lp, spec[0], spec[1], spec[2])
+        assert items.tolist() == q.items.tolist() and pos.tolist() == q.pos.tolist()
+        want_w = q.weights if q.weights is not None else np.ones(q.items.size)
+        assert w == pytest.approx(want_w, rel=1e-14, abs=0.0)
+        assert sa == pytest.approx(m._kernel_spec(q)[1], rel=1e-14)
+        assert not lp.any()  # the scratch is left clean
+
+
+def test_index_from_an_int64_checkpoint_is_converted() -> None:
+    """Checkpoints written while the session store was ``int64`` load as ``int32``, same lists."""
+    import pickle
+
+    m = make_model("vstan", k=10, sample_size=50)
+    for j in range(400):
+        m.learn_one(j // 4, (j * 7) % 23, float(j), [])
+    want = m.recommend([3, 10], 500.0, 20)
+    m.index._flat = m.index._flat.astype(np.int64)
+    m2 = pickle.loads(pickle.dumps(m))
+    assert m2.index._flat.dtype == np.int32
+    assert m2.recommend([3, 10], 500.0, 20) == want

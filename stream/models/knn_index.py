@@ -40,7 +40,7 @@ Posting lists live in one flat ``int32`` store (per item: start, length, capacit
 moves to the tail with twice the room, and is cut back to its ``max_item_sessions`` most recent
 entries when it reaches twice that; the store is compacted when its tail fills.
 
-Each session owns a segment of one flat ``(2, n)`` array (items, last positions): a full segment
+Each session owns a segment of one flat ``(2, n)`` ``int32`` array (items, last positions): a full segment
 moves to the tail with twice the room and the store is compacted when it fills, so gathering the
 top-``k`` neighbours' items is a single fancy index. Candidate sessions are deduplicated through a
 persistent slot scratch array in O(#candidates), never O(#sessions).
@@ -120,7 +120,7 @@ class SessionIndex:
         # segmented store: slot s owns flat[:, start[s] : start[s] + capa[s]], n_unique[s] used
         self._start = np.zeros(1024, dtype=np.int64)
         self._capa = np.zeros(1024, dtype=np.int64)
-        self._flat = np.zeros((2, 4096), dtype=np.int64)  # rows: item, last click position
+        self._flat = np.zeros((2, 4096), dtype=np.int32)  # rows: item, last click position
         self._tail = 0
         self._garbage = 0
         # items: posting list of item i = pflat[pstart[i] : pstart[i] + plen[i]] (capacity pcap[i])
@@ -133,6 +133,11 @@ class SessionIndex:
         self.events = np.zeros(1024, dtype=np.float64)
         self.n_sessions_seen = 0
         self.n_events = 0
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._flat.dtype != np.int32:  # a checkpoint written while the store was int64
+            self._flat = self._flat.astype(np.int32)
 
     # -- updates -------------------------------------------------------------------------------
 
@@ -234,7 +239,7 @@ class SessionIndex:
         """Drop dead segments (amortised O(1) per click: runs when the store is full)."""
         live = np.flatnonzero(self._capa[: len(self._keys)])
         used = int(self._capa[live].sum())
-        flat = np.zeros((2, max(2 * (used + extra), 4096)), dtype=np.int64)
+        flat = np.zeros((2, max(2 * (used + extra), 4096)), dtype=np.int32)
         if live.size:
             new_start, src, dst = _compaction(self._start[live], self._capa[live], self.n_unique[live])
             flat[:, dst] = self._flat[:, src]

@@ -234,6 +234,8 @@ def _neighbours(
     t_lo = np.inf
     t_hi = -np.inf
     n = 0
+    if exclude >= 0:
+        mark[exclude] = -1  # the session itself: skipped while gathering
     for j in range(q_items.size):
         it = q_items[j]
         if it >= n_items:
@@ -254,19 +256,12 @@ def _neighbours(
                     t_hi = t
                 n += 1
                 mark[s] = n
-            else:
+            elif c > 0:
                 ov[c - 1] += w
     for j in range(n):
         mark[slots[j]] = 0
-    if exclude >= 0:  # drop the session itself, keeping the order
-        o = 0
-        for j in range(n):
-            if slots[j] != exclude:
-                slots[o] = slots[j]
-                ov[o] = ov[j]
-                tc[o] = tc[j]
-                o += 1
-        n = o
+    if exclude >= 0:
+        mark[exclude] = 0
     # "recent" sampling: the m latest; at the threshold time, the larger slots
     if m > 0 and n > m:
         thr, n_above, n_eq = _threshold_hist(tc, n, n - m, t_lo, t_hi)
@@ -372,7 +367,7 @@ def _item_scores(
     sims: np.ndarray,
     start: np.ndarray,  # int64 per slot
     n_unique: np.ndarray,  # int64 per slot
-    flat: np.ndarray,  # int64 (2, n): items, last click positions
+    flat: np.ndarray,  # int32 (2, n): items, last click positions
     lp: np.ndarray,  # float64 per item (>= every item int), all 0 between calls
     q_items: np.ndarray,  # int64, the session's distinct items
     q_pos: np.ndarray,  # float64, their last 1-based positions
@@ -656,7 +651,7 @@ def warm_up() -> None:
         np.zeros(1, dtype=i64), 0, 1, 0, 1.0, 0.0, 0.0,
     )  # fmt: skip
     args = (
-        np.zeros(1, dtype=i64), one_i, np.zeros((2, 1), dtype=i64), np.zeros(1, dtype=f64), zero_i,
+        np.zeros(1, dtype=i64), one_i, np.zeros((2, 1), dtype=np.int32), np.zeros(1, dtype=f64), zero_i,
         one_f, 1, 0, 0.0, 0.0, False, np.zeros(1, dtype=f64), np.zeros(1, dtype=np.int8), one_f,
         1.0, 0.0,
     )  # fmt: skip
