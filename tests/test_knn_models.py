@@ -555,3 +555,33 @@ def test_index_from_an_int64_checkpoint_is_converted() -> None:
     m2 = pickle.loads(pickle.dumps(m))
     assert m2.index._flat.dtype == np.int32
     assert m2.recommend([3, 10], 500.0, 20) == want
+
+
+@pytest.mark.parametrize("name", ["sknn", "vsknn", "stan", "vstan"])
+def test_query_prepared_in_the_kernel_gives_the_same_lists_and_scores(name) -> None:
+    """``recommend`` and ``top_scores`` (what the hybrid mixes) from one kernel call that prepares
+    the query equal the kernel path with the query prepared in Python."""
+    from stream.synthetic import SyntheticStream
+
+    m = make_model(name)
+    if m._kernel is None or m._fused is None:
+        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+    items: dict[str, int] = {}
+    sessions: dict[str, int] = {}
+    hist: dict[int, list[int]] = {}
+    checked = 0
+    for j, e in enumerate(SyntheticStream(events=4000, seed=5, n_items=400)):
+        s = sessions.setdefault(e.session_id, len(sessions))
+        h = hist.setdefault(s, [])
+        h.append(items.setdefault(e.item_id, len(items)))
+        m.learn_one(s, h[-1], e.timestamp, h)
+        if j >= 2000 and j % 7 == 0:
+            got = (m.recommend(h, e.timestamp, 20, s), m.top_scores(h, e.timestamp, 50, s))
+            m._fused_cache = None  # the query prepared in Python (_Query), same kernel
+            want = (m.recommend(h, e.timestamp, 20, s), m.top_scores(h, e.timestamp, 50, s))
+            del m._fused_cache
+            assert got[0] == want[0]
+            assert got[1].keys() == want[1].keys()
+            assert [got[1][i] for i in got[1]] == pytest.approx([want[1][i] for i in got[1]], rel=1e-13)
+            checked += 1
+    assert checked > 250

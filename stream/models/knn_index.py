@@ -685,7 +685,12 @@ class KNNModel(SessionModel):
         """
         if not history:
             return {}
-        items, sc = self._scores(_Query(self, history, timestamp, session))
+        fused = self._fused if self._use_kernel else None
+        if fused is not None:  # prepared and scored in one kernel call
+            args = self._fused_args(history, timestamp, session, fused)
+            items, sc = self._kernel.scores_history(*args)  # type: ignore[union-attr]
+        else:
+            items, sc = self._scores(_Query(self, history, timestamp, session))
         if items.size > k > 0:
             keep = np.argpartition(-sc, k - 1)[:k]
             items, sc = items[keep], sc[keep]
@@ -743,24 +748,29 @@ class KNNModel(SessionModel):
         fb = [i for i in self._pop.top(k + len(seen)) if i not in seen]
         return fill(recs, fb, k)
 
-    def _recommend_fused(
-        self, history: Sequence[int], timestamp: float, k: int, session: int | None, spec: tuple
-    ) -> list[int]:
-        """The whole query, its preparation included, in one kernel call (:attr:`_fused`)."""
+    def _fused_args(self, history: Sequence[int], timestamp: float, session: int | None, spec: tuple) -> tuple:
+        """The arguments of :func:`~stream.models.knn_kernel.recommend_history` (without ``k``)
+        and ``scores_history``: the clicks as an array, the index and the model's constants."""
         ix = self.index
-        n = len(history)
-        hist = np.fromiter(history, dtype=np.int64, count=n)
+        hist = np.fromiter(history, dtype=np.int64, count=len(history))
         need = max(ix._n_items, max(history) + 1)  # the builtin: ndarray.max costs ~3 us
         if need > self._lp.size:
             self._lp = _grow(self._lp, need)
             self._acc = _grow(self._acc, need)
             self._imark = _grow(self._imark, need)
-        return self._kernel.recommend_history(  # type: ignore[union-attr]
+        return (
             hist, spec[0], spec[1], ix._pstart, ix._plen, ix._pflat, ix._n_items, ix.slot_of(session),
             ix.time, ix.n_unique, ix.mark, self.sample_size, self.k, spec[2], spec[3], float(timestamp),
             ix._start, ix._flat, self._lp, spec[4], spec[5], spec[6], self._drop_seen(), self._acc,
-            self._imark, ix.events, float(ix.n_sessions_seen), spec[7], k,
-        ).tolist()  # fmt: skip
+            self._imark, ix.events, float(ix.n_sessions_seen), spec[7],
+        )  # fmt: skip
+
+    def _recommend_fused(
+        self, history: Sequence[int], timestamp: float, k: int, session: int | None, spec: tuple
+    ) -> list[int]:
+        """The whole query, its preparation included, in one kernel call (:attr:`_fused`)."""
+        args = self._fused_args(history, timestamp, session, spec)
+        return self._kernel.recommend_history(*args, k).tolist()  # type: ignore[union-attr]
 
 
 class _Query:

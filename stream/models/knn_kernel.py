@@ -9,7 +9,9 @@ arrays (per-slot candidate marker, per-item score accumulator + touched list), s
 * :func:`item_scores` — per-item sums of the neighbours' contributions (plain, V-SKNN step decay,
   STAN/VSTAN position factors), optional IDF boost;
 * :func:`top_items` — the final top-``k`` (score descending, ties by the smaller item int);
-* :func:`recommend` — the three in one call.
+* :func:`recommend` — the three in one call;
+* :func:`recommend_history` / :func:`scores_history` — the query prepared from the session's clicks
+  (:func:`_query`), then :func:`recommend` / the first two (every candidate item's score).
 
 They reproduce the numpy path of :mod:`stream.models.knn_index` operation by operation (same
 formulas, same summation order, same tie rules); only ``exp``/``log`` may differ from numpy's SIMD
@@ -641,6 +643,53 @@ def _recommend_history(
 recommend_history = _jit(_recommend_history)
 
 
+def _scores_history(
+    hist: np.ndarray,
+    wkind: int,
+    wparam: float,
+    pstart: np.ndarray,
+    plen: np.ndarray,
+    pflat: np.ndarray,
+    n_items: int,
+    exclude: int,
+    time: np.ndarray,
+    n_unique: np.ndarray,
+    mark: np.ndarray,
+    m: int,
+    k: int,
+    sim_kind: int,
+    sb: float,
+    ts: float,
+    start: np.ndarray,
+    flat: np.ndarray,
+    lp: np.ndarray,
+    contrib_kind: int,
+    c1: float,
+    c2: float,
+    drop_seen: bool,
+    acc: np.ndarray,
+    imark: np.ndarray,
+    events: np.ndarray,
+    n_sessions: float,
+    idf_w: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`neighbours` and :func:`item_scores` from the session's clicks (:func:`_query`):
+    every candidate item with its score, for a caller that mixes scores (the hybrid)."""
+    q_items, q_pos, q_w, sa = _query(hist, lp, wkind, wparam, sim_kind)
+    slots, sims = neighbours(
+        q_items, q_w, pstart, plen, pflat, n_items, exclude, time, n_unique, mark, m, k, sim_kind, sa, sb, ts
+    )
+    if slots.size == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    return item_scores(
+        slots, sims, start, n_unique, flat, lp, q_items, q_pos, hist.size, contrib_kind, c1, c2, drop_seen,
+        acc, imark, events, n_sessions, idf_w,
+    )  # fmt: skip
+
+
+scores_history = _jit(_scores_history)
+
+
 def warm_up() -> None:
     """Compile (or load from the disk cache) the three kernels with the types the models use."""
     i64, f64 = np.int64, np.float64
@@ -662,8 +711,10 @@ def warm_up() -> None:
         np.zeros(1, dtype=i64), 0, 1, 0, 1.0, 0.0, 0.0, args[0], args[2], args[3], one_f, 1, 0,
         0.0, 0.0, False, args[11], args[12], one_f, 1.0, 0.0, 1,
     )  # fmt: skip
-    recommend_history(
+    hist_args = (
         zero_i, 0, 0.0, zero_i, one_i, np.zeros(1, dtype=np.int32), 1, -1, one_f, one_i,
         np.zeros(1, dtype=i64), 0, 1, 0, 0.0, 0.0, args[0], args[2], args[3], 0, 0.0, 0.0, False,
-        args[11], args[12], one_f, 1.0, 0.0, 1,
+        args[11], args[12], one_f, 1.0, 0.0,
     )  # fmt: skip
+    recommend_history(*hist_args, 1)
+    scores_history(*hist_args)
