@@ -521,7 +521,7 @@ def test_histogram_threshold_equals_quickselect() -> None:
     ],
 )
 def test_kernel_query_preparation_matches_python(name, params) -> None:
-    """``recommend_history`` prepares the query in the kernel: the same distinct items (first-click
+    """``query_history`` prepares the query in the kernel: the same distinct items (first-click
     order), last positions, position weights and norm as :class:`_Query` and ``_kernel_spec``."""
     from stream.models.knn_index import _Query
 

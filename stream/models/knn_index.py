@@ -66,7 +66,7 @@ _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
 _EMPTY_I32 = np.empty(0, dtype=np.int32)
 _UNSET = object()
-#: Query position weights of :func:`stream.models.knn_kernel.recommend_history` (``W_*`` there):
+#: Query position weights of :func:`stream.models.knn_kernel.query_history` (``W_*`` there):
 #: none, STAN's exponential, V-SKNN's ``position_weight`` by name.
 WEIGHT_KINDS = {None: 0, "exp": 1, "div": 2, "quadratic": 3, "linear": 4, "log": 5, "same": 0}
 
@@ -570,7 +570,7 @@ class KNNModel(SessionModel):
         return scores
 
     def _fused_spec(self) -> tuple[int, float, int, float, int, float, float, float] | None:
-        """How :func:`~stream.models.knn_kernel.recommend_history` runs this model's whole query
+        """How :func:`~stream.models.knn_kernel.query_history` runs this model's whole query
         from the session's clicks, or ``None`` (the query is prepared in Python, :class:`_Query`).
 
         ``(wkind, wparam, sim_kind, sb, contrib_kind, c1, c2, idf_w)``: the position weights
@@ -655,18 +655,6 @@ class KNNModel(SessionModel):
         )  # fmt: skip
         return items, self._kernel_adjust(q, items, sc)
 
-    def _recommend_kernel(self, q: _Query, spec: tuple, k: int) -> list[int]:
-        """The whole query in one kernel call (models without post-kernel adjustments)."""
-        ix = self.index
-        w = q.weights if q.weights is not None else np.ones(q.items.size)
-        lp = self._item_buffers(q)
-        return self._kernel.recommend(  # type: ignore[union-attr]
-            q.items, w, ix._pstart, ix._plen, ix._pflat, ix._n_items, q.exclude, ix.time, ix.n_unique,
-            ix.mark, self.sample_size, self.k, spec[0], spec[1], spec[2], float(q.timestamp),
-            ix._start, ix._flat, lp, q.pos, q.length, spec[3], spec[4], spec[5], self._drop_seen(),
-            self._acc, self._imark, ix.events, float(ix.n_sessions_seen), spec[6], k,
-        ).tolist()  # fmt: skip
-
     def scores(
         self, history: Sequence[int], timestamp: float, session: int | None = None
     ) -> dict[int, float]:
@@ -688,7 +676,7 @@ class KNNModel(SessionModel):
         fused = self._fused if self._use_kernel else None
         if fused is not None:  # prepared and scored in one kernel call
             args = self._fused_args(history, timestamp, session, fused)
-            items, sc = self._kernel.scores_history(*args)  # type: ignore[union-attr]
+            items, sc = self._kernel.query_history(*args, 0)  # type: ignore[union-attr]
         else:
             items, sc = self._scores(_Query(self, history, timestamp, session))
         if items.size > k > 0:
@@ -726,16 +714,13 @@ class KNNModel(SessionModel):
                 recs = self._fill(recs, k, set(history))
             return recs
         q = _Query(self, history, timestamp, session)
-        if q.spec is not None and self._one_call:
-            recs = self._recommend_kernel(q, q.spec, k)
+        items, sc = self._scores(q)
+        if not items.size:
+            recs = []
+        elif q.spec is not None:
+            recs = self._kernel.top_items(items, sc, k).tolist()  # type: ignore[union-attr]
         else:
-            items, sc = self._scores(q)
-            if not items.size:
-                recs = []
-            elif q.spec is not None:
-                recs = self._kernel.top_items(items, sc, k).tolist()  # type: ignore[union-attr]
-            else:
-                recs = top_items(items, sc, k)
+            recs = top_items(items, sc, k)
         if len(recs) < k:
             recs = self._fill(recs, k, q.seen)
         return recs
@@ -749,8 +734,8 @@ class KNNModel(SessionModel):
         return fill(recs, fb, k)
 
     def _fused_args(self, history: Sequence[int], timestamp: float, session: int | None, spec: tuple) -> tuple:
-        """The arguments of :func:`~stream.models.knn_kernel.recommend_history` (without ``k``)
-        and ``scores_history``: the clicks as an array, the index and the model's constants."""
+        """The arguments of :func:`~stream.models.knn_kernel.query_history` but its last
+        (``top_k``): the clicks as an array, the index and the model's constants."""
         ix = self.index
         hist = np.fromiter(history, dtype=np.int64, count=len(history))
         need = max(ix._n_items, max(history) + 1)  # the builtin: ndarray.max costs ~3 us
@@ -770,7 +755,7 @@ class KNNModel(SessionModel):
     ) -> list[int]:
         """The whole query, its preparation included, in one kernel call (:attr:`_fused`)."""
         args = self._fused_args(history, timestamp, session, spec)
-        return self._kernel.recommend_history(*args, k).tolist()  # type: ignore[union-attr]
+        return self._kernel.query_history(*args, k)[0].tolist()  # type: ignore[union-attr]
 
 
 class _Query:

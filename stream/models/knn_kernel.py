@@ -9,9 +9,8 @@ arrays (per-slot candidate marker, per-item score accumulator + touched list), s
 * :func:`item_scores` — per-item sums of the neighbours' contributions (plain, V-SKNN step decay,
   STAN/VSTAN position factors), optional IDF boost;
 * :func:`top_items` — the final top-``k`` (score descending, ties by the smaller item int);
-* :func:`recommend` — the three in one call;
-* :func:`recommend_history` / :func:`scores_history` — the query prepared from the session's clicks
-  (:func:`_query`), then :func:`recommend` / the first two (every candidate item's score).
+* :func:`query_history` — the three in one call, the query prepared from the session's clicks
+  (:func:`_query`): the top list, or every candidate item's score.
 
 They reproduce the numpy path of :mod:`stream.models.knn_index` operation by operation (same
 formulas, same summation order, same tie rules); only ``exp``/``log`` may differ from numpy's SIMD
@@ -496,54 +495,6 @@ item_scores = _jit(_item_scores)
 top_items = _jit(_top_items)
 
 
-def _recommend(
-    q_items: np.ndarray,
-    q_w: np.ndarray,
-    pstart: np.ndarray,
-    plen: np.ndarray,
-    pflat: np.ndarray,
-    n_items: int,
-    exclude: int,
-    time: np.ndarray,
-    n_unique: np.ndarray,
-    mark: np.ndarray,
-    m: int,
-    k: int,
-    sim_kind: int,
-    sa: float,
-    sb: float,
-    ts: float,
-    start: np.ndarray,
-    flat: np.ndarray,
-    lp: np.ndarray,
-    q_pos: np.ndarray,
-    q_len: int,
-    contrib_kind: int,
-    c1: float,
-    c2: float,
-    drop_seen: bool,
-    acc: np.ndarray,
-    imark: np.ndarray,
-    events: np.ndarray,
-    n_sessions: float,
-    idf_w: float,
-    top_k: int,
-) -> np.ndarray:
-    """:func:`neighbours`, :func:`item_scores` and :func:`top_items` in one call."""
-    slots, sims = neighbours(
-        q_items, q_w, pstart, plen, pflat, n_items, exclude, time, n_unique, mark, m, k, sim_kind, sa, sb, ts
-    )
-    if slots.size == 0:
-        return np.empty(0, dtype=np.int64)
-    items, scores = item_scores(
-        slots, sims, start, n_unique, flat, lp, q_items, q_pos, q_len, contrib_kind, c1, c2, drop_seen,
-        acc, imark, events, n_sessions, idf_w,
-    )  # fmt: skip
-    return top_items(items, scores, top_k)
-
-
-recommend = _jit(_recommend)
-
 W_NONE, W_EXP, W_DIV, W_QUADRATIC, W_LINEAR, W_LOG = 0, 1, 2, 3, 4, 5  # query position weights
 
 
@@ -599,7 +550,7 @@ def _query(
 _query = _jit(_query)
 
 
-def _recommend_history(
+def _query_history(
     hist: np.ndarray,
     wkind: int,
     wparam: float,
@@ -629,69 +580,34 @@ def _recommend_history(
     n_sessions: float,
     idf_w: float,
     top_k: int,
-) -> np.ndarray:
-    """:func:`recommend` from the session's clicks: :func:`_query` prepares the query in the
-    kernel (no per-click Python dict, numpy weights or norm)."""
-    q_items, q_pos, q_w, sa = _query(hist, lp, wkind, wparam, sim_kind)
-    return recommend(
-        q_items, q_w, pstart, plen, pflat, n_items, exclude, time, n_unique, mark, m, k, sim_kind, sa,
-        sb, ts, start, flat, lp, q_pos, hist.size, contrib_kind, c1, c2, drop_seen, acc, imark, events,
-        n_sessions, idf_w, top_k,
-    )  # fmt: skip
-
-
-recommend_history = _jit(_recommend_history)
-
-
-def _scores_history(
-    hist: np.ndarray,
-    wkind: int,
-    wparam: float,
-    pstart: np.ndarray,
-    plen: np.ndarray,
-    pflat: np.ndarray,
-    n_items: int,
-    exclude: int,
-    time: np.ndarray,
-    n_unique: np.ndarray,
-    mark: np.ndarray,
-    m: int,
-    k: int,
-    sim_kind: int,
-    sb: float,
-    ts: float,
-    start: np.ndarray,
-    flat: np.ndarray,
-    lp: np.ndarray,
-    contrib_kind: int,
-    c1: float,
-    c2: float,
-    drop_seen: bool,
-    acc: np.ndarray,
-    imark: np.ndarray,
-    events: np.ndarray,
-    n_sessions: float,
-    idf_w: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`neighbours` and :func:`item_scores` from the session's clicks (:func:`_query`):
-    every candidate item with its score, for a caller that mixes scores (the hybrid)."""
+    """The whole query from the session's clicks, prepared in the kernel (:func:`_query`: no
+    per-click Python dict, numpy weights or norm), then :func:`neighbours` and :func:`item_scores`.
+
+    ``top_k > 0``: the :func:`top_items` list (and no scores); otherwise every candidate item with
+    its score, for a caller that mixes scores (the hybrid).
+    """
     q_items, q_pos, q_w, sa = _query(hist, lp, wkind, wparam, sim_kind)
     slots, sims = neighbours(
         q_items, q_w, pstart, plen, pflat, n_items, exclude, time, n_unique, mark, m, k, sim_kind, sa, sb, ts
     )
+    no_scores = np.empty(0, dtype=np.float64)
     if slots.size == 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-    return item_scores(
+        return np.empty(0, dtype=np.int64), no_scores
+    items, scores = item_scores(
         slots, sims, start, n_unique, flat, lp, q_items, q_pos, hist.size, contrib_kind, c1, c2, drop_seen,
         acc, imark, events, n_sessions, idf_w,
     )  # fmt: skip
+    if top_k > 0:
+        return top_items(items, scores, top_k), no_scores
+    return items, scores
 
 
-scores_history = _jit(_scores_history)
+query_history = _jit(_query_history)
 
 
 def warm_up() -> None:
-    """Compile (or load from the disk cache) the three kernels with the types the models use."""
+    """Compile (or load from the disk cache) the kernels with the types the models use."""
     i64, f64 = np.int64, np.float64
     one_i, one_f = np.ones(1, dtype=i64), np.ones(1, dtype=f64)
     zero_i = np.zeros(1, dtype=i64)
@@ -706,15 +622,9 @@ def warm_up() -> None:
     )  # fmt: skip
     items, scores = item_scores(slots, sims, *args)
     top_items(items, scores, 1)
-    recommend(
-        zero_i, one_f, zero_i, one_i, np.zeros(1, dtype=np.int32), 1, -1, one_f, one_i,
-        np.zeros(1, dtype=i64), 0, 1, 0, 1.0, 0.0, 0.0, args[0], args[2], args[3], one_f, 1, 0,
-        0.0, 0.0, False, args[11], args[12], one_f, 1.0, 0.0, 1,
-    )  # fmt: skip
     hist_args = (
         zero_i, 0, 0.0, zero_i, one_i, np.zeros(1, dtype=np.int32), 1, -1, one_f, one_i,
         np.zeros(1, dtype=i64), 0, 1, 0, 0.0, 0.0, args[0], args[2], args[3], 0, 0.0, 0.0, False,
         args[11], args[12], one_f, 1.0, 0.0,
     )  # fmt: skip
-    recommend_history(*hist_args, 1)
-    scores_history(*hist_args)
+    query_history(*hist_args, 1)
