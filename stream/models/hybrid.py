@@ -26,9 +26,9 @@ training), ``learn_one`` queries the parts itself; ``reward_every`` thins those 
 
 from __future__ import annotations
 
-import heapq
 from collections import OrderedDict
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from stream.models.base import SessionModel
@@ -67,7 +67,8 @@ def _top(scores: dict[int, float], depth: int) -> dict[int, float]:
     if not scores:
         return {}
     if len(scores) > depth:
-        scores = dict(heapq.nlargest(depth, scores.items(), key=lambda kv: kv[1]))
+        # = heapq.nlargest(depth, ...) by its documented equivalence (ties included), in C
+        scores = dict(sorted(scores.items(), key=itemgetter(1), reverse=True)[:depth])
     top = max(scores.values())
     if top <= 0:
         return {}
@@ -257,7 +258,7 @@ class Hybrid(SessionModel):
                 total[i] = get(i, 0.0) + wm * s
         if not total:
             return []
-        return heapq.nlargest(k, total, key=total.__getitem__)
+        return sorted(total, key=total.__getitem__, reverse=True)[:k]  # = heapq.nlargest(k, ...)
 
     def recommend(
         self, history: Sequence[int], timestamp: float, k: int = 20, session: int | None = None
