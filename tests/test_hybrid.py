@@ -134,3 +134,26 @@ def test_hybrid_through_click_processor() -> None:
     for sid, item, ts in [("a", "x", 1), ("a", "y", 2), ("b", "x", 3), ("b", "y", 4)]:
         p.process(Event(sid, item, float(ts)))
     assert p.preq.predictions == 2 and p.preq.hits == 1
+
+
+def test_top_and_fuse_keep_heapq_nlargest_order_with_ties() -> None:
+    """The parts' top lists and the fused list rank exactly as ``heapq.nlargest`` (ties included)."""
+    import heapq
+    import random
+
+    from stream.models.hybrid import Hybrid, _top
+
+    rng = random.Random(0)
+    for _ in range(2000):
+        d = {rng.randint(0, 400): rng.choice([0.5, 1.0, 0.25, rng.random()]) for _ in range(rng.randint(1, 250))}
+        depth = rng.randint(1, 120)
+        want = dict(heapq.nlargest(depth, d.items(), key=lambda kv: kv[1]))
+        top = max(want.values())
+        assert _top(d, depth) == {i: s / top for i, s in want.items()}
+        e = {rng.randint(0, 400): rng.choice([0.5, 1.0, rng.random()]) for _ in range(rng.randint(0, 150))}
+        total: dict[int, float] = {}
+        for part, w in ((d, 0.9), (e, 0.1)):
+            for i, s in part.items():
+                total[i] = total.get(i, 0.0) + w * s
+        k = rng.randint(1, 40)
+        assert Hybrid._fuse([d, e], (0.9, 0.1), k) == heapq.nlargest(k, total, key=total.__getitem__)
