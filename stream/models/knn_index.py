@@ -52,6 +52,7 @@ weights, its similarity and its per-neighbour item contributions.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
@@ -558,32 +559,41 @@ class KNNModel(SessionModel):
         """Last change to the summed item scores (reminders, IDF); identity by default."""
         return scores
 
-    def _kernel_spec(self, q: _Query) -> tuple[int, float, float, int, float, float, float] | None:
+    def _kernel_params(self) -> tuple[int, float, int, float, int, float, float, float] | None:
         """How the compiled kernel computes this model, or ``None`` to use the numpy path.
 
-        ``(sim_kind, sa, sb, contrib_kind, c1, c2, idf_w)``, see :mod:`stream.models.knn_kernel`.
+        ``(wkind, wparam, sim_kind, sb, contrib_kind, c1, c2, idf_w)``: the query's position
+        weights (:data:`WEIGHT_KINDS`, ``knn_kernel.W_*``), the similarity and its recency scale,
+        the neighbours' item contributions and the IDF weight (:mod:`stream.models.knn_kernel`).
+        Fixed by the parameters.
         """
         return None
+
+    def _kernel_spec(self, q: _Query) -> tuple[int, float, float, int, float, float, float] | None:
+        """:meth:`_kernel_params` for a query prepared in Python: ``(sim_kind, sa, sb,
+        contrib_kind, c1, c2, idf_w)`` with ``sa`` the session's norm (as the kernel's ``_query``)."""
+        p = self._kernel_params()
+        if p is None:
+            return None
+        if p[2] == 4:  # weighted cosine: sqrt(sum w^2); math.sqrt and np.sqrt both round correctly
+            w = q.weights
+            sa = math.sqrt(float(w @ w)) if w is not None else math.sqrt(float(q.items.size))
+        else:
+            sa = float(q.items.size)
+        return (p[2], sa, *p[3:])
 
     def _kernel_adjust(self, q: _Query, items: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """What :meth:`_adjust` does beyond the kernel's IDF boost; identity by default."""
         return scores
 
-    def _fused_spec(self) -> tuple[int, float, int, float, int, float, float, float] | None:
-        """How :func:`~stream.models.knn_kernel.query_history` runs this model's whole query
-        from the session's clicks, or ``None`` (the query is prepared in Python, :class:`_Query`).
-
-        ``(wkind, wparam, sim_kind, sb, contrib_kind, c1, c2, idf_w)``: the position weights
-        (``knn_kernel.W_*``) and :meth:`_kernel_spec` without its per-query norm. Fixed by the
-        parameters, so computed once (:attr:`_fused`).
-        """
-        return None
-
     @property
     def _fused(self) -> tuple[int, float, int, float, int, float, float, float] | None:
+        """:meth:`_kernel_params` if :func:`~stream.models.knn_kernel.query_history` runs the whole
+        query, its preparation included (models without Python adjustments), else ``None``;
+        computed once."""
         spec = self.__dict__.get("_fused_cache", _UNSET)
         if spec is _UNSET:
-            spec = self._fused_spec() if self._one_call else None
+            spec = self._kernel_params() if self._one_call else None
             self._fused_cache = spec
         return spec  # type: ignore[return-value]
 

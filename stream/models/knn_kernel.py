@@ -392,13 +392,12 @@ def _item_scores(
     for j in range(ns):  # independent loads first: the memory system overlaps the misses
         st[j] = start[slots[j]]
         nu[j] = n_unique[slots[j]]
+        total += nu[j]
     touch = 0
-    for j in range(ns):
+    for j in range(ns):  # each segment's first and last entries, summed so the loads are kept
         e = st[j] + nu[j] - 1
         touch += flat[0, st[j]] + flat[1, st[j]] + flat[0, e] + flat[1, e]
-    for j in range(ns):
-        total += nu[j]
-    if touch == -1:
+    if touch == -1:  # (never: item ints and positions are >= 0)
         total += 1
     touched = np.empty(total, dtype=np.int64)
     nt = 0
@@ -528,16 +527,16 @@ def _query(
         p = lp[it]
         lp[it] = 0.0
         pos[j] = p
-        if wkind == 1:
+        if wkind == W_EXP:
             x = math.exp((p - L) / wparam)
-        elif wkind == 2:
+        elif wkind == W_DIV:
             x = p / L
-        elif wkind == 3:
+        elif wkind == W_QUADRATIC:
             x = p / L
             x = x * x
-        elif wkind == 4:
+        elif wkind == W_LINEAR:
             x = 1.0 - 0.1 * (L - p) if p <= 10 else 0.0
-        elif wkind == 5:
+        elif wkind == W_LOG:
             x = 1.0 / math.log10(L - p + 1.7)
         else:
             x = 1.0

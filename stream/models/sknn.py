@@ -104,11 +104,7 @@ class SKNN(KNNModel):
             return 2.0 * li / (2.0 * li + la + lb)
         return li / (la + lb - li)
 
-    def _kernel_spec(self, q: _Query) -> tuple[int, float, float, int, float, float, float] | None:
-        kind = {"cosine": 1, "binary": 2}.get(self.similarity, 0)
-        return (kind, float(q.items.size), 0.0, 0, 0.0, 0.0, 0.0)
-
-    def _fused_spec(self) -> tuple[int, float, int, float, int, float, float, float] | None:
+    def _kernel_params(self) -> tuple[int, float, int, float, int, float, float, float] | None:
         kind = {"cosine": 1, "binary": 2}.get(self.similarity, 0)
         return (WEIGHT_KINDS[None], 0.0, kind, 0.0, 0, 0.0, 0.0, 0.0)
 

@@ -22,8 +22,6 @@ uses ``np.maximum.reduceat`` over the flattened neighbours to find pos_n(i*).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from stream.models.knn_index import WEIGHT_KINDS, KNNModel, _Query
@@ -110,20 +108,10 @@ class STAN(KNNModel):
             sims *= np.exp(-(q.timestamp - self.index.time[slots]) / (self.lambda_snh * DAY))
         return sims
 
-    def _kernel_spec(self, q: _Query) -> tuple[int, float, float, int, float, float, float] | None:
-        snh, inh = self.lambda_snh, self.lambda_inh
-        if (snh is not None and snh <= 0) or (inh is not None and inh <= 0):
-            return None  # numpy path (divisions by zero)
-        w = q.weights
-        # math.sqrt and np.sqrt are both correctly rounded: the same norm as _similarity's
-        norm = math.sqrt(float(w @ w)) if w is not None else math.sqrt(float(q.items.size))
-        sb = snh * DAY if snh is not None else 0.0
-        return (4, norm, float(sb), 2, float(inh or 0.0), 0.0, 0.0)
-
-    def _fused_spec(self) -> tuple[int, float, int, float, int, float, float, float] | None:
+    def _kernel_params(self) -> tuple[int, float, int, float, int, float, float, float] | None:
         snh, inh, spw = self.lambda_snh, self.lambda_inh, self.lambda_spw
         if (snh is not None and snh <= 0) or (inh is not None and inh <= 0):
-            return None
+            return None  # numpy path (divisions by zero)
         weights = (WEIGHT_KINDS["exp"], float(spw)) if spw else (WEIGHT_KINDS[None], 0.0)
         sb = snh * DAY if snh is not None else 0.0
         return (*weights, 4, float(sb), 2, float(inh or 0.0), 0.0, 0.0)

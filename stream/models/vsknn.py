@@ -174,20 +174,9 @@ class VSKNN(KNNModel):
             sims = sims * (7.0 / 8.0) ** days
         return sims
 
-    def _kernel_spec(self, q: _Query) -> tuple[int, float, float, int, float, float, float] | None:
+    def _kernel_params(self) -> tuple[int, float, int, float, int, float, float, float] | None:
         if self.weighting_time:
             return None  # numpy path
-        if self.similarity == "vec":
-            sim = (3, float(q.items.size))
-        else:
-            w = q.weights
-            sim = (4, float(np.sqrt(float(w @ w))))
-        idf = float(self.idf_weighting) if self.idf_weighting else 0.0
-        return (sim[0], sim[1], 0.0, 1, float(DECAY[self.weighting_score]), 0.0, idf)
-
-    def _fused_spec(self) -> tuple[int, float, int, float, int, float, float, float] | None:
-        if self.weighting_time:
-            return None
         sim = 3 if self.similarity == "vec" else 4
         idf = float(self.idf_weighting) if self.idf_weighting else 0.0
         return (WEIGHT_KINDS[self.weighting], 0.0, sim, 0.0, 1, float(DECAY[self.weighting_score]), 0.0, idf)
