@@ -411,11 +411,13 @@ def run_bench(
     session_memory: bool = False,
     dataset: list[Event] | None = None,
     source: str = "synthetic",
+    synthetic: dict[str, Any] | None = None,
 ) -> BenchResult:
     """One benchmark run (see the module docstring); ``bootstrap=None`` starts an embedded broker.
 
     ``dataset``: replay these events (a real click log, in stream order) instead of ``events``
-    synthetic ones; ``source`` names them in the result.
+    synthetic ones; ``source`` names them in the result. ``synthetic``: further
+    :class:`~stream.synthetic.SyntheticStream` arguments (the shop's shape).
     """
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if dataset is not None:
@@ -431,7 +433,7 @@ def run_bench(
 
         def produce_to(t: str) -> Any:
             def go() -> float:
-                clicks = dataset if dataset is not None else SyntheticStream(events=events, seed=seed)
+                clicks = dataset if dataset is not None else SyntheticStream(events=events, seed=seed, **(synthetic or {}))
                 s = produce_events(client, t, clicks, partitions=partitions, total=events, show_progress=False)
                 if s.events_produced != events:
                     raise RuntimeError(f"produced {s.events_produced} of {events}")

@@ -116,8 +116,10 @@ class SyntheticStream:
     ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
-        if events < 0 or n_items < 2 or concurrency < 1 or rate <= 0 or mean_session_length < 1:
-            raise ValueError("events >= 0, n_items >= 2, concurrency >= 1, rate > 0, mean_session_length >= 1")
+        if events < 0 or n_items < 2 or concurrency < 1 or rate <= 0 or mean_session_length < 1 or not zipf >= 0:
+            raise ValueError(
+                "events >= 0, n_items >= 2, concurrency >= 1, rate > 0, mean_session_length >= 1, zipf >= 0"
+            )
         self.events = events
         self.seed = seed
         self.scenario = scenario

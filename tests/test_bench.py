@@ -34,10 +34,50 @@ def test_bench_json_line_has_the_contract_keys() -> None:
 def test_run_bench_against_a_given_broker_and_the_table() -> None:
     with EmbeddedBroker() as b:
         r = run_bench(events=1500, model="markov", partitions=2, publish=False, raw=False,
-                      bootstrap=b.bootstrap, log=lambda _msg: None)
+                      bootstrap=b.bootstrap, log=lambda _msg: None, synthetic={"n_items": 40})
     assert r.events_processed == 1500 and r.pipeline_publish_events_per_s is None
+    assert 0 < r.per_worker[0]["items"] <= 40  # the shop's shape reached the produced stream
     text = table(r)
     assert "pipeline" in text and "HR@20" in text
+
+
+def test_synthetic_shop_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--synthetic-items/-zipf/-session-length (env fallbacks too) shape the generator of every
+    command that has one; the defaults are the generator's own."""
+    from collections import Counter, defaultdict
+
+    from stream.cli import build_parser
+    from stream.commands.common import shop_kwargs, shop_label
+    from stream.commands.produce import source_events
+    from stream.synthetic import SyntheticStream
+
+    parser = build_parser()
+    for command in ("bench", "produce", "simulate", "demo"):
+        args = parser.parse_args([command])
+        default = SyntheticStream()
+        assert shop_kwargs(args) == {"n_items": default.n_items, "zipf": default.zipf,
+                                     "mean_session_length": default.mean_session_length}
+        assert shop_label(args) == ""
+    monkeypatch.setenv("STREAMREC_SYNTHETIC_ITEMS", "20000")  # read when the parser is built
+    args = build_parser().parse_args(["produce", "--synthetic", "--events", "20000",
+                                      "--synthetic-zipf", "0.8", "--synthetic-session-length", "3.9"])
+    assert shop_kwargs(args) == {"n_items": 20_000, "zipf": 0.8, "mean_session_length": 3.9}
+    assert shop_label(args) == ", 20,000 items, zipf 0.8, 3.9 clicks/session"
+
+    def shape(stream: SyntheticStream) -> tuple[float, float]:
+        sessions: defaultdict[str, set[str]] = defaultdict(set)
+        for e in stream:
+            sessions[e.session_id].add(e.item_id)
+        top = Counter(i for s in sessions.values() for i in s).most_common(1)[0][1]
+        return top / len(sessions), len(stream) / len(sessions)
+
+    flat, _ = source_events(args)
+    flat_top, flat_len = shape(flat)  # type: ignore[arg-type]
+    skewed_top, skewed_len = shape(SyntheticStream(events=20_000))
+    assert flat_top < 0.1 < 0.2 < skewed_top  # ~6% vs ~29% of sessions hold the most popular item
+    assert flat_len < skewed_len
+    with pytest.raises(ValueError, match="zipf >= 0"):
+        SyntheticStream(zipf=-1.0)
 
 
 def test_bench_replays_a_dataset(tmp_path: Path) -> None:

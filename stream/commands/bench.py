@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from stream import config
+from stream.commands.common import add_shop_args, shop_kwargs, shop_label
 from stream.datasets import FORMATS
 from stream.models import DEFAULT_MODEL, MODELS
 
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--workers", default=1, type=int, help="worker processes in the group")
     config.add(p, "--partitions", default=4, type=int, help="partitions of the click topic")
     config.add(p, "--seed", default=0, type=int, help="synthetic generator seed")
+    add_shop_args(p)
     config.add(p, "--dataset", default=None,
                help="replay this real click log (time order, at most --events) instead of synthetic "
                     "clicks, e.g. ../shared/data/yoochoose-100k/yoochoose-clicks-100k_train_full.txt")
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: need 1 <= --workers <= --partitions")
     if args.repeat < 1:
         raise SystemExit("error: need --repeat >= 1")
-    dataset, source = None, "synthetic"
+    dataset, source = None, "synthetic" + (f" ({shop_label(args)[2:]})" if shop_label(args) else "")
     if args.dataset:
         from stream.commands.common import read_dataset
 
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
             events=args.events, model=args.model, workers=args.workers, partitions=args.partitions,
             seed=args.seed, publish=not args.no_publish, raw=not args.no_raw,
             worker_args=args.worker_arg, bootstrap=args.bootstrap_servers,
-            session_memory=args.session_memory and i == 0, dataset=dataset, source=source))
+            session_memory=args.session_memory and i == 0, dataset=dataset, source=source,
+            synthetic=shop_kwargs(args)))
     if len(results) == 1:
         print(json_line(results[0]) if args.json else table(results[0]), flush=True)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from stream import config
 from stream.core import ClickProcessor
@@ -30,6 +31,32 @@ def add_state_args(parser: argparse.ArgumentParser) -> None:
                help="most recent clicks kept per session")
     config.add(g, "--max-items", default=1_000_000, type=int,
                help="distinct items learned; clicks on further new items are scored but not learned")
+
+
+def add_shop_args(group: Any) -> None:
+    """The synthetic shop's shape (:class:`~stream.synthetic.SyntheticStream`): catalogue size,
+    popularity skew and session length, so a benchmark or demo can be sized like your shop."""
+    config.add(group, "--synthetic-items", default=5_000, type=int, metavar="N",
+               help="items in the synthetic catalogue")
+    config.add(group, "--synthetic-zipf", default=1.1, type=float, metavar="S",
+               help="Zipf exponent of the synthetic items' popularity (0: uniform; at the defaults the "
+                    "most popular item is in ~29%% of sessions, in yoochoose 2.7%%)")
+    config.add(group, "--synthetic-session-length", default=5.0, type=float, metavar="L",
+               help="mean clicks per synthetic session (lengths are geometric)")
+
+
+def shop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`add_shop_args`' flags as :class:`~stream.synthetic.SyntheticStream` arguments."""
+    return {"n_items": args.synthetic_items, "zipf": args.synthetic_zipf,
+            "mean_session_length": args.synthetic_session_length}
+
+
+def shop_label(args: argparse.Namespace) -> str:
+    """``""`` at the default shape, else e.g. ``", 20,000 items, zipf 0.8, 3.9 clicks/session"``."""
+    if (args.synthetic_items, args.synthetic_zipf, args.synthetic_session_length) == (5_000, 1.1, 5.0):
+        return ""
+    return (f", {args.synthetic_items:,} items, zipf {args.synthetic_zipf:g}, "
+            f"{args.synthetic_session_length:g} clicks/session")
 
 
 def read_dataset(path: str, fmt: str, columns: dict[str, str] | None = None,

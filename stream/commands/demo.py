@@ -7,7 +7,7 @@ import json
 
 from monitoring.drift import config as drift_config
 from stream import config, kafka_io
-from stream.commands.common import add_model_args, add_state_args, build_monitor, build_processor
+from stream.commands.common import add_model_args, add_state_args, build_monitor, build_processor, shop_label
 from stream.commands.produce import add_source_args, source_events
 
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(d))
     else:
-        source = args.dataset or f"synthetic ({args.events:,} events, scenario {args.scenario})"
+        source = args.dataset or f"synthetic ({args.events:,} events, scenario {args.scenario}{shop_label(args)})"
         rows = [
             ("source", source), ("model", res.model), ("events produced", f"{res.events_produced:,}"),
             ("events processed", f"{res.events_processed:,}"), ("invalid events", f"{res.events_invalid:,}"),

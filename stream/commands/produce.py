@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from stream import config, kafka_io
-from stream.commands.common import read_dataset
+from stream.commands.common import add_shop_args, read_dataset, shop_kwargs
 from stream.datasets import FORMATS
 from stream.synthetic import SCENARIOS, SyntheticStream
 
@@ -19,6 +19,7 @@ def add_source_args(p: argparse.ArgumentParser, default_events: int = 100_000) -
     config.add(g, "--scenario", default="none", choices=list(SCENARIOS), help="synthetic drift scenario")
     config.add(g, "--drift-at", default=None, type=int, help="event index where the drift starts")
     config.add(g, "--drift-length", default=100_000, type=int, help="events over which a gradual drift ramps")
+    add_shop_args(g)
     config.add(g, "--dataset", default=None, help="dataset file (or folder, for online-retail)")
     config.add(g, "--format", default=None, choices=list(FORMATS), help="dataset format")
     g.add_argument("--column", action="append", default=[], metavar="FIELD=COLUMN",
@@ -34,7 +35,7 @@ def source_events(args: argparse.Namespace) -> tuple[list | SyntheticStream, int
         events = read_dataset(args.dataset, args.format, columns=cols, limit=getattr(args, "limit", None))
         return events, len(events)
     stream = SyntheticStream(events=args.events, seed=args.seed, scenario=args.scenario,
-                             drift_at=args.drift_at, drift_length=args.drift_length)
+                             drift_at=args.drift_at, drift_length=args.drift_length, **shop_kwargs(args))
     return stream, len(stream)
 
 

@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from monitoring.drift import config as drift_config
-from stream.commands.common import add_model_args, add_state_args
+from stream.commands.common import add_model_args, add_shop_args, add_state_args, shop_kwargs, shop_label
 from stream.config import add, add_logging, setup_logging
 from stream.datasets import FORMATS
 from stream.synthetic import SCENARIOS
@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
     add(g, "--drift-at", default=None, type=int, help="event index where the drift starts (default: half-way)")
     add(g, "--drift-length", default=100_000, type=int, help="events over which a gradual drift ramps")
     add(g, "--seed", default=0, type=int, help="synthetic generator seed")
+    add_shop_args(g)
     add(g, "--dataset", default=None, help="dataset file or folder, replayed in event-time order")
     add(g, "--format", default="rsc15", choices=list(FORMATS), help="dataset format")
     add(g, "--limit", default=None, type=int, help="dataset: replay at most N events")
@@ -66,12 +67,12 @@ def run(args: argparse.Namespace) -> int:
     drift_at = drift_end = None
     if args.scenario is not None:
         stream = SyntheticStream(events=args.events, seed=args.seed, scenario=args.scenario,
-                                 drift_at=args.drift_at, drift_length=args.drift_length)
+                                 drift_at=args.drift_at, drift_length=args.drift_length, **shop_kwargs(args))
         drift_at = stream.drift_at
         if drift_at is not None:
             drift_end = drift_at + (stream.drift_length if args.scenario == "gradual-popularity" else 0)
         events: Any = stream
-        title = f"{args.scenario} seed={args.seed}"
+        title = f"{args.scenario} seed={args.seed}{shop_label(args)}"
     else:
         events = read_events(args.dataset, args.format, limit=args.limit)
         title = f"{args.dataset} ({args.format})"
