@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: need 1 <= --workers <= --partitions")
     if args.repeat < 1:
         raise SystemExit("error: need --repeat >= 1")
-    dataset, source = None, "synthetic" + (f" ({shop_label(args)[2:]})" if shop_label(args) else "")
+    shape = shop_label(args).removeprefix(", ")
+    dataset, source = None, f"synthetic ({shape})" if shape else "synthetic"
     if args.dataset:
         from stream.commands.common import read_dataset
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 from typing import Any
 
 from stream import config
@@ -11,6 +12,7 @@ from stream.events import Event
 from stream.items import ItemIndex
 from stream.models import DEFAULT_MODEL, MODELS, make_model, parse_params
 from stream.sessions import DEFAULT_MAX_SESSION_ITEMS, DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S, SessionStore
+from stream.synthetic import SyntheticStream
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -33,15 +35,23 @@ def add_state_args(parser: argparse.ArgumentParser) -> None:
                help="distinct items learned; clicks on further new items are scored but not learned")
 
 
+#: The generator's own defaults for the shop's shape (``SyntheticStream`` argument -> value).
+SHOP_DEFAULTS: dict[str, Any] = {
+    name: inspect.signature(SyntheticStream).parameters[name].default
+    for name in ("n_items", "zipf", "mean_session_length")
+}
+
+
 def add_shop_args(group: Any) -> None:
     """The synthetic shop's shape (:class:`~stream.synthetic.SyntheticStream`): catalogue size,
     popularity skew and session length, so a benchmark or demo can be sized like your shop."""
-    config.add(group, "--synthetic-items", default=5_000, type=int, metavar="N",
+    config.add(group, "--synthetic-items", default=SHOP_DEFAULTS["n_items"], type=int, metavar="N",
                help="items in the synthetic catalogue")
-    config.add(group, "--synthetic-zipf", default=1.1, type=float, metavar="S",
+    config.add(group, "--synthetic-zipf", default=SHOP_DEFAULTS["zipf"], type=float, metavar="S",
                help="Zipf exponent of the synthetic items' popularity (0: uniform; at the defaults the "
                     "most popular item is in ~29%% of sessions, in yoochoose 2.7%%)")
-    config.add(group, "--synthetic-session-length", default=5.0, type=float, metavar="L",
+    config.add(group, "--synthetic-session-length", default=SHOP_DEFAULTS["mean_session_length"], type=float,
+               metavar="L",
                help="mean clicks per synthetic session (lengths are geometric)")
 
 
@@ -53,7 +63,7 @@ def shop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def shop_label(args: argparse.Namespace) -> str:
     """``""`` at the default shape, else e.g. ``", 20,000 items, zipf 0.8, 3.9 clicks/session"``."""
-    if (args.synthetic_items, args.synthetic_zipf, args.synthetic_session_length) == (5_000, 1.1, 5.0):
+    if shop_kwargs(args) == SHOP_DEFAULTS:
         return ""
     return (f", {args.synthetic_items:,} items, zipf {args.synthetic_zipf:g}, "
             f"{args.synthetic_session_length:g} clicks/session")

@@ -644,9 +644,9 @@ class KNNModel(SessionModel):
             ix.mark, self.sample_size, self.k, spec[0], spec[1], spec[2], float(q.timestamp),
         )  # fmt: skip
 
-    def _item_buffers(self, q: _Query) -> np.ndarray:
-        """The dense per-item scratch arrays, grown to cover the catalogue and the session."""
-        need = max(q.n_known, q.top)
+    def _item_buffers(self, need: int) -> np.ndarray:
+        """The dense per-item scratch arrays, grown to ``need`` items (the catalogue and the
+        session's largest item int); returns the first."""
         if need > self._lp.size:
             self._lp = _grow(self._lp, need)
             self._acc = _grow(self._acc, need)
@@ -659,7 +659,7 @@ class KNNModel(SessionModel):
             return _EMPTY_I, _EMPTY_F
         ix = self.index
         items, sc = self._kernel.item_scores(  # type: ignore[union-attr]
-            slots, sims, ix._start, ix.n_unique, ix._flat, self._item_buffers(q), q.items, q.pos,
+            slots, sims, ix._start, ix.n_unique, ix._flat, self._item_buffers(max(q.n_known, q.top)), q.items, q.pos,
             q.length, spec[3], spec[4], spec[5], self._drop_seen(), self._acc, self._imark, ix.events,
             float(ix.n_sessions_seen), spec[6],
         )  # fmt: skip
@@ -748,15 +748,11 @@ class KNNModel(SessionModel):
         (``top_k``): the clicks as an array, the index and the model's constants."""
         ix = self.index
         hist = np.fromiter(history, dtype=np.int64, count=len(history))
-        need = max(ix._n_items, max(history) + 1)  # the builtin: ndarray.max costs ~3 us
-        if need > self._lp.size:
-            self._lp = _grow(self._lp, need)
-            self._acc = _grow(self._acc, need)
-            self._imark = _grow(self._imark, need)
+        lp = self._item_buffers(max(ix._n_items, max(history) + 1))  # builtin max: ndarray.max ~3 us
         return (
             hist, spec[0], spec[1], ix._pstart, ix._plen, ix._pflat, ix._n_items, ix.slot_of(session),
             ix.time, ix.n_unique, ix.mark, self.sample_size, self.k, spec[2], spec[3], float(timestamp),
-            ix._start, ix._flat, self._lp, spec[4], spec[5], spec[6], self._drop_seen(), self._acc,
+            ix._start, ix._flat, lp, spec[4], spec[5], spec[6], self._drop_seen(), self._acc,
             self._imark, ix.events, float(ix.n_sessions_seen), spec[7],
         )  # fmt: skip
 
