@@ -289,10 +289,13 @@ def _neighbours(
     # similarity (formulas and operation order of the numpy models), then the top-k by
     # (similarity, time, slot) with a min-heap of size k, scanned from the most recently posted
     # candidates (which tend to be the most similar, so it rarely changes). With STAN's recency
-    # decay (a factor <= 1 for a time not after the query's), k candidates keep at least
-    # (k-th best similarity before the decay) * (the smallest decay): a candidate below that before
-    # its decay cannot be among the k, and neither can one below the heap's root once it is full;
-    # their decay is not computed
+    # decay (a factor <= 1 for a time not after the query's, at most `late` for one after it), k
+    # candidates keep at least (k-th best similarity before the decay) * (the smallest decay): a
+    # candidate whose similarity before its decay, times its largest possible decay, is below that
+    # cannot be among the k, and neither can one below the heap's root once it is full; their
+    # decay is not computed. Later candidates are common in a worker: a poll returns each
+    # partition's records in turn, so the clicks of one partition are learnt before earlier ones
+    # of the next
     sims = np.empty(n, dtype=np.float64)
     p_lo = np.inf
     p_hi = -np.inf
@@ -316,9 +319,12 @@ def _neighbours(
             p_hi = v
     decay = sim_kind == 4 and sb > 0.0
     bound = -np.inf
-    if decay and n > k and t_hi <= ts and p_lo > 0.0:  # (a later, out-of-order time: no bound)
+    late = 1.0  # the largest decay of a candidate later than the query (> 1), with a margin
+    if decay and t_hi > ts:
+        late = math.exp((t_hi - ts) / sb) * (1.0 + 1e-9)
+    if decay and n > k and p_lo > 0.0:
         kth, _, _ = _threshold_hist(sims, n, n - k, p_lo, p_hi)
-        bound = kth * math.exp(-(ts - t_lo) / sb) * (1.0 - 1e-9)  # margin for exp's rounding
+        bound = kth * math.exp(-(ts - t_lo) / sb) * (1.0 - 1e-9) / late  # margin for exp's rounding
     heap = np.empty(min(k, n), dtype=np.int64)
     hs = heap.size
     h = 0
@@ -328,7 +334,7 @@ def _neighbours(
         if v < bound:
             continue
         if decay:
-            if h == hs and tc[j] <= ts and v < sims[heap[0]]:
+            if h == hs and (v < sims[heap[0]] if tc[j] <= ts else v * late < sims[heap[0]]):
                 continue
             v = v * math.exp(-(ts - tc[j]) / sb)
             sims[j] = v
