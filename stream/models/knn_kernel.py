@@ -627,9 +627,8 @@ def warm_up() -> None:
     )  # fmt: skip
     items, scores = item_scores(slots, sims, *args)
     top_items(items, scores, 1)
-    hist_args = (
+    query_history(
         zero_i, 0, 0.0, zero_i, one_i, np.zeros(1, dtype=np.int32), 1, -1, one_f, one_i,
         np.zeros(1, dtype=i64), 0, 1, 0, 0.0, 0.0, args[0], args[2], args[3], 0, 0.0, 0.0, False,
-        args[11], args[12], one_f, 1.0, 0.0,
+        args[11], args[12], one_f, 1.0, 0.0, 1,
     )  # fmt: skip
-    query_history(*hist_args, 1)
