@@ -1,13 +1,19 @@
 """The per-click core: score the previous list, learn, recommend, monitor.
 
-Every path that produces a figure calls :meth:`ClickProcessor.process`: the Kafka worker, the
-streaming protocol of ``evaluate``, ``simulate`` and ``bench``. What is measured is what runs.
+Every path that produces a figure runs its clicks through :class:`ClickProcessor`: the Kafka
+worker (each poll's clicks), the streaming protocol of ``evaluate``, ``simulate`` and ``bench``.
+:meth:`ClickProcessor.process` is one click; :meth:`ClickProcessor.process_batch` is the same for
+a run of clicks, with the session-kNN family's learning and queries in one compiled call
+(:meth:`~ClickProcessor.plan`, the model's ``learn_recommend_batch``, :meth:`~ClickProcessor.finish`:
+the halves the worker overlaps on two threads). What is measured is what runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from time import perf_counter
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,6 +27,22 @@ from stream.sessions import Session, SessionStore
 LATENCY_BUCKETS = (
     1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 1e-1,
 )
+
+
+#: Clicks per :meth:`ClickProcessor.process_batch` call in the replays (``simulate``, ``evaluate``);
+#: a worker passes each poll's clicks.
+BATCH_EVENTS = 1024
+
+
+def chunked(events: Iterable[Event], n: int) -> Iterator[list[Event]]:
+    """``events`` in lists of ``n`` (the last may be shorter).
+
+    >>> [len(c) for c in chunked(iter(range(5)), 2)]
+    [2, 2, 1]
+    """
+    it = iter(events)
+    while chunk := list(islice(it, n)):
+        yield chunk
 
 
 class Monitor(Protocol):
@@ -83,6 +105,47 @@ class LatencyRecorder:
         if new <= pos:
             return ring[pos - new : pos].copy()
         return np.concatenate((ring[len(ring) - (new - pos) :], ring[:pos]))
+
+
+OnClick = Callable[[int, "list[int] | None"], None]
+
+
+class Run:
+    """A run of clicks planned by :meth:`ClickProcessor.plan`: per click, what the model learns
+    and is asked (session key, item int, time, whether it learns, the session's history after
+    the click as a slice of ``hist``) and what :meth:`ClickProcessor.finish` replays (the
+    session, whether it had clicks, whether the item was new, its click count, the sessions the
+    store ended on the way)."""
+
+    __slots__ = ("events", "k", "keys", "items", "timestamps", "learn", "new", "had", "clicks",
+                 "sessions", "hist", "hoff", "hlen", "ended")
+
+    def __init__(self, events: Sequence[Event], k: int) -> None:
+        n = len(events)
+        self.events = events
+        self.k = k
+        self.keys: list[int] = [0] * n
+        self.items: list[int] = [0] * n
+        self.timestamps: list[float] = [0.0] * n
+        self.learn: list[bool] = [False] * n
+        self.new: list[bool] = [False] * n
+        self.had: list[bool] = [False] * n
+        self.clicks: list[int] = [0] * n
+        self.sessions: list[Session] = []
+        self.hist = np.zeros(0, dtype=np.int64)
+        self.hoff = np.zeros(n, dtype=np.int64)
+        self.hlen = np.zeros(n, dtype=np.int64)
+        self.ended: list[tuple[int, Session]] = []
+
+    def learn_recommend(self, model: SessionModel, lo: int = 0) -> Any:
+        """``model.learn_recommend_batch`` over clicks ``lo ..`` (its answers, taken in order)."""
+        return model.run_batch(self.plan_model(model, lo))  # type: ignore[attr-defined]
+
+    def plan_model(self, model: SessionModel, lo: int = 0) -> Any:
+        """``model.plan_batch`` over clicks ``lo ..``: the model's Python half, for ``run_batch``."""
+        return model.plan_batch(  # type: ignore[attr-defined]
+            self.keys[lo:], self.items[lo:], self.timestamps[lo:], self.learn[lo:], self.hist,
+            self.hoff[lo:], self.hlen[lo:], self.k)
 
 
 class ClickProcessor:
@@ -165,6 +228,113 @@ class ClickProcessor:
         if self.monitor is not None:
             self.monitor.observe(event, item, new_item, session, rr)
         return recs
+
+    def process_batch(self, events: Sequence[Event], on_click: OnClick | None = None) -> list[list[int]]:
+        """:meth:`process` for each event in order: the same lists, the same state after.
+
+        Models with a compiled batch path (``batches``: the session-kNN family) learn and
+        recommend the whole run in one call (:meth:`plan`, the model's ``learn_recommend_batch``,
+        :meth:`finish`); other models go click by click. ``on_click(t, scored)``, if given, is
+        called after each click with the list that click was scored against (``None`` if it was
+        not scored), in order (``evaluate``'s list statistics).
+
+        >>> from stream.models import make_model
+        >>> a, b = ClickProcessor(make_model("vstan")), ClickProcessor(make_model("vstan"))
+        >>> evs = [Event(s, i, float(t)) for t, (s, i) in enumerate(
+        ...     [("a", "x"), ("a", "y"), ("b", "x"), ("b", "y"), ("c", "x"), ("c", "z")])]
+        >>> [a.process(e) for e in evs] == b.process_batch(evs), a.preq.hits == b.preq.hits
+        (True, True)
+        """
+        model = self.model
+        if self.k <= 0 or not getattr(model, "batches", False):
+            if on_click is None:
+                return [self.process(e) for e in events]
+            return [self._one(e, t, on_click) for t, e in enumerate(events)]
+        run = self.plan(events)
+        return self.finish(run, model, run.learn_recommend(model), on_click)
+
+    def _one(self, event: Event, t: int, on_click: OnClick) -> list[int]:
+        s = self.sessions.get(event.session_id)
+        prev = s.last_recs if s is not None else None
+        before = self.preq.predictions
+        recs = self.process(event)
+        on_click(t, prev if self.preq.predictions > before else None)
+        return recs
+
+    def plan(self, events: Sequence[Event]) -> Run:
+        """The session store's and item index's half of :meth:`process` for every click of the
+        run, in order: what the model needs and what :meth:`finish` replays per click."""
+        run = Run(events, self.k)
+        sessions, items, learn = self.sessions, self.items, self.learn
+        keys, ints, tss, learns, news, had = run.keys, run.items, run.timestamps, run.learn, run.new, run.had
+        clicks, sess, hoff, hlen, ended = run.clicks, run.sessions, run.hoff, run.hlen, run.ended
+        hist: list[int] = []
+        on_end = sessions.on_end
+        t_now = 0
+        if on_end is not None:  # replayed by finish() at the click that ended them
+            sessions.on_end = lambda s: ended.append((t_now, s))
+        try:
+            for t, ev in enumerate(events):
+                t_now = t
+                session = sessions.touch(ev.session_id, ev.timestamp)
+                n_before = len(items)
+                item = items.intern(ev.item_id)
+                news[t] = item == OVERFLOW or item >= n_before
+                had[t] = session.clicks > 0
+                if item != OVERFLOW:
+                    learns[t] = learn
+                    sessions.append(session, item)
+                else:
+                    session.clicks += 1
+                keys[t] = session.key
+                ints[t] = item
+                tss[t] = ev.timestamp
+                clicks[t] = session.clicks
+                sess.append(session)
+                hoff[t] = len(hist)
+                hlen[t] = len(session.items)
+                hist.extend(session.items)
+        finally:
+            sessions.on_end = on_end
+        run.hist = np.array(hist, dtype=np.int64)
+        return run
+
+    def finish(self, run: Run, model: SessionModel, answers: Any,
+               on_click: OnClick | None = None) -> list[list[int]]:
+        """The rest of :meth:`process` for each click of a planned run, in order: the model's
+        answer (``answers``: ``model``'s ``learn_recommend_batch`` of the run), prequential
+        scoring, latency, the session's list, the drift monitor. If the monitor swaps the model
+        at a click (the retrain policy), the clicks after it are learnt and recommended again by
+        the new one."""
+        lists: list[list[int]] = []
+        events, ints, had, news, clicks, ended = run.events, run.items, run.had, run.new, run.clicks, run.ended
+        preq, monitor, record, on_end = self.preq, self.monitor, self.latency.record, self.sessions.on_end
+        e = 0
+        n = len(events)
+        for t in range(n):
+            while e < len(ended) and ended[e][0] == t:
+                if on_end is not None:
+                    on_end(ended[e][1])
+                e += 1
+            session = run.sessions[t]
+            prev = session.last_recs
+            rr = preq.update(prev, ints[t]) if had[t] else None
+            recs, seconds = answers.take()
+            record(seconds)
+            session.last_recs = recs
+            lists.append(recs)
+            self.events += 1
+            if monitor is not None:
+                now = session.clicks
+                session.clicks = clicks[t]  # as this click left it (the store may be ahead)
+                monitor.observe(events[t], ints[t], news[t], session, rr)
+                session.clicks = now
+                if self.model is not model and t + 1 < n:  # swapped: the rest by the new model
+                    model = self.model
+                    answers = run.learn_recommend(model, t + 1)
+            if on_click is not None:
+                on_click(t, prev if had[t] else None)
+        return lists
 
     def recommendations(self, session_id: str) -> list[str] | None:
         """The current list of a live session as item ids, or ``None`` if unknown."""

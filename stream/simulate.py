@@ -12,7 +12,7 @@ from typing import Any
 
 from monitoring.drift.baselines import Baselines, Tee, score_detections
 from monitoring.drift.monitor import DriftMonitor
-from stream.core import ClickProcessor
+from stream.core import BATCH_EVENTS, ClickProcessor, chunked
 from stream.events import Event
 from stream.items import ItemIndex
 from stream.models.base import SessionModel
@@ -46,9 +46,8 @@ def simulate(
                                monitor=monitor if baselines is None else Tee(monitor, baselines))
     monitor.attach(processor)
     t0 = perf_counter()
-    process = processor.process
-    for event in events:
-        process(event)
+    for chunk in chunked(events, BATCH_EVENTS):  # as a worker's polls: a run of clicks at a time
+        processor.process_batch(chunk)
     seconds = perf_counter() - t0
     out: dict[str, Any] = monitor.summary()
     out.update({

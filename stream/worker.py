@@ -12,6 +12,8 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ from monitoring.metrics import Metrics
 from stream import checkpoint as ckpt
 from stream import kafka_io
 from stream.config import log_event
-from stream.core import ClickProcessor
+from stream.core import ClickProcessor, Run
 from stream.events import Invalid, decode
 from stream.http import HttpServer, Routes
 
@@ -55,10 +57,28 @@ class WorkerSettings:
     health_timeout_s: float = 15.0  # /healthz is degraded after this long without a broker answer
     commit_timeout_ms: int = 5_000  # a commit during a broker stall gives up (and retries later)
     learn_all_partitions: bool = False  # scale-out: also learn other members' clicks (stream/replica.py)
+    pipeline: bool = True  # session-kNN: a poll's learning + queries overlap the next poll (see _Pending)
 
     @property
     def dlq(self) -> str:
         return self.dead_letter_topic or f"{self.topic}.dlq"
+
+
+@dataclass
+class _Pending:
+    """A poll's run whose compiled half (the model's ``run_batch``: the index's array work and
+    the queries, without the GIL) runs on the worker's second thread. Meanwhile the main thread
+    finishes the previous run (:meth:`ClickProcessor.finish`: scoring, monitor, publish), polls,
+    decodes and plans the next one (the session store's half; the model's Python half waits until
+    this run's compiled half is done). Its offsets advance when it is finished: one poll later,
+    or whenever the loop drains (an empty poll, a checkpoint, a rebalance, the stop)."""
+
+    run: Run
+    model: Any
+    future: Future[Any]
+    done: list[tuple[TopicPartition, int, int]]
+    keys: list[Any]
+    parts: list[int | None]
 
 
 @dataclass
@@ -126,6 +146,9 @@ class Worker:
         self.replica: Any = None  # stream.replica.Replica with learn_all_partitions
         self.first_batch_at: float | None = None  # monotonic; bench measures first -> last batch
         self.last_batch_at = 0.0
+        self._pending: _Pending | None = None
+        self._thread: ThreadPoolExecutor | None = None  # the model half of a pipelined poll
+        self._producer: Any = None
 
     # -- control ------------------------------------------------------------------------------
 
@@ -179,7 +202,7 @@ class Worker:
             overrides.setdefault("max_poll_records", REPLICA_POLL_RECORDS)
         consumer = kafka_io.make_consumer(s.client, group_id=s.group, **overrides)
         self._consumer = consumer
-        producer = kafka_io.make_producer(s.client)
+        producer = self._producer = kafka_io.make_producer(s.client)
         consumer.subscribe([s.topic], listener=self.listener)
         if s.learn_all_partitions:
             from stream.replica import Replica
@@ -191,7 +214,8 @@ class Worker:
         self.started = time.monotonic()
         try:
             while self._running:
-                batch = consumer.poll(timeout_ms=s.poll_timeout_ms)
+                # with a poll in flight on the second thread, do not wait for more: finish it
+                batch = consumer.poll(timeout_ms=0 if self._pending is not None else s.poll_timeout_ms)
                 self.last_poll = time.monotonic()
                 self._note_rebalance()
                 if self.replica is not None:
@@ -200,8 +224,9 @@ class Worker:
                     if self.first_batch_at is None:
                         self.first_batch_at = self.last_poll
                     self._process(batch, producer)
-                    self.last_batch_at = time.monotonic()
                     self.last_progress = self.broker_ok_at = self.last_poll
+                elif self._pending is not None:
+                    self._drain()
                 self._checkpoint_and_commit(consumer, force=not self.ckpt.enabled and bool(batch))
                 self.metrics.flush(self.processor)
                 self._update_lag(consumer)
@@ -209,6 +234,7 @@ class Worker:
                     self.stop("max-events reached")
                 if s.idle_exit_s is not None and self.last_poll - self.last_progress > s.idle_exit_s:
                     self.stop("idle")
+            self._drain()
             self._checkpoint_and_commit(consumer, force=True)  # clean stop: snapshot, commit, leave
         finally:
             log_event(log, "worker stopping", reason=self._stop_reason or "error",
@@ -219,6 +245,8 @@ class Worker:
             finally:
                 if self.replica is not None:
                     self.replica.close()
+                if self._thread is not None:
+                    self._thread.shutdown(wait=True)
                 consumer.close()
                 if self.http is not None:
                     self.http.stop()
@@ -237,6 +265,97 @@ class Worker:
         )
 
     def _process(self, batch: dict[TopicPartition, list[Any]], producer: Any) -> None:
+        if self.replica is not None:
+            self._process_merged(batch, producer)
+            self.last_batch_at = time.monotonic()
+        else:
+            self._process_batch(batch, producer)
+        self._count_published()
+        producer.flush()
+
+    def _count_published(self) -> None:
+        if self.s.recommendations_topic is not None:
+            self.metrics.published.inc(self.published - self._published_flushed)
+            self._published_flushed = self.published
+
+    def _process_batch(self, batch: dict[TopicPartition, list[Any]], producer: Any) -> None:
+        """The poll's valid clicks through the per-click core as one run, in poll order (malformed
+        ones to the dead-letter topic), then each list published and the offsets advanced.
+
+        For a model with a compiled batch path (``batches``) the run is pipelined: its model half
+        goes to the second thread, and the previous poll's run is finished meanwhile
+        (:class:`_Pending`). Lists, state and figures are those of :meth:`ClickProcessor.process`
+        click by click (``tests/test_batch_core.py``); offsets are advanced only for finished runs."""
+        rec_topic = self.s.recommendations_topic
+        events: list[Any] = []
+        keys: list[Any] = []
+        parts: list[int | None] = []
+        done: list[tuple[TopicPartition, int, int]] = []
+        for tp, records in batch.items():
+            records = self.ckpt.fresh(tp, records)  # drop what the (restored) state already has
+            if not records:
+                continue
+            part = self._rec_partition(producer, tp) if rec_topic is not None else None
+            for rec in records:
+                ev = decode(rec.value, rec.key)
+                if type(ev) is Invalid:
+                    self._dead_letter(producer, tp, rec, ev)
+                    continue
+                events.append(ev)
+                if rec_topic is not None:
+                    keys.append(rec.key)
+                    parts.append(part)
+            done.append((tp, records[-1].offset + 1, len(records)))
+        proc = self.processor
+        model = proc.model
+        if not (self.s.pipeline and events and proc.k > 0 and getattr(model, "batches", False)):
+            self._drain()
+            self._publish(events, keys, parts, proc.process_batch(events))
+            for tp, offset, n in done:
+                self.ckpt.advance(tp, offset, n)
+            self.last_batch_at = time.monotonic()
+            return
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="streamrec-model")
+        run = proc.plan(events)  # the session store's half, while the previous run computes
+        prev = self._pending
+        if prev is not None:
+            prev.future.result()  # its compiled half is done: the model is free
+        future = self._thread.submit(model.run_batch, run.plan_model(model))
+        self._drain()  # the previous run, meanwhile
+        if proc.model is not model:  # its finish swapped the model (retraining): this run again
+            future.result()
+            model = proc.model
+            future = Future()
+            future.set_result(run.learn_recommend(model))
+        self._pending = _Pending(run, model, future, done, keys, parts)
+
+    def _drain(self) -> None:
+        """Finish the pipelined run, if any: the core's per-click finish, publish, advance."""
+        p = self._pending
+        if p is None:
+            return
+        self._pending = None
+        lists = self.processor.finish(p.run, p.model, p.future.result())
+        self._publish(p.run.events, p.keys, p.parts, lists)
+        for tp, offset, n in p.done:
+            self.ckpt.advance(tp, offset, n)
+        self.last_batch_at = time.monotonic()
+        self._count_published()
+
+    def _publish(self, events: Sequence[Any], keys: list[Any], parts: list[int | None],
+                 lists: list[list[int]]) -> None:
+        rec_topic = self.s.recommendations_topic
+        if rec_topic is None or not events:
+            return
+        names, send = self.processor.items.names, self._producer.send
+        for ev, key, part, recs in zip(events, keys, parts, lists, strict=True):
+            send(rec_topic, key=key, partition=part, value=orjson.dumps(
+                {"session_id": ev.session_id, "timestamp": ev.timestamp, "items": names(recs)}))
+        self.published += len(events)
+
+    def _process_merged(self, batch: dict[TopicPartition, list[Any]], producer: Any) -> None:
+        """Click by click, learning other members' clicks in between (``--learn-all-partitions``)."""
         process = self.processor.process
         names = self.processor.items.names
         rec_topic = self.s.recommendations_topic
@@ -253,21 +372,16 @@ class Worker:
                 if type(ev) is Invalid:
                     self._dead_letter(producer, tp, rec, ev)
                     continue
-                if replica is not None:  # learn other partitions' clicks up to this event time
-                    if ev.timestamp >= replica.next_ts:
-                        replica.drain(ev.timestamp)
-                    if replica.adopting:
-                        replica.adopt(ev)
+                if ev.timestamp >= replica.next_ts:  # learn other partitions' clicks up to here
+                    replica.drain(ev.timestamp)
+                if replica.adopting:
+                    replica.adopt(ev)
                 recs = process(ev)
                 if rec_topic is not None:
                     send(rec_topic, key=rec.key, partition=part, value=orjson.dumps(
                         {"session_id": ev.session_id, "timestamp": ev.timestamp, "items": names(recs)}))
                     self.published += 1
             advance(tp, records[-1].offset + 1, len(records))
-        if rec_topic is not None:
-            self.metrics.published.inc(self.published - self._published_flushed)
-            self._published_flushed = self.published
-        producer.flush()
 
     _rec_parts: tuple[int, int] | None = None
 
@@ -317,6 +431,7 @@ class Worker:
         """Main-loop side of a rebalance: checkpoint and commit what moved away, drop the
         sessions of partitions no longer ours, seek new partitions to the state's offsets."""
         consumer = self._consumer
+        self._drain()  # the run in flight belongs to the old assignment
         gone = self._owned - assigned
         if gone:
             self._checkpoint_and_commit(consumer, force=True, partitions=gone)
@@ -331,7 +446,8 @@ class Worker:
                                partitions: set[TopicPartition] | None = None) -> None:
         """Snapshot when due (or forced), then commit offsets no further than the snapshot."""
         c = self.ckpt
-        if c.enabled and (c.due() or (force and c.since)):
+        if c.enabled and (c.due() or (force and (c.since or self._pending is not None))):
+            self._drain()  # a snapshot holds no planned-but-unfinished clicks
             stats = c.save(self.processor)
             if stats is not None and c.snapshots <= 3:
                 log_event(log, "checkpoint written", bytes=stats.bytes, ms=round(stats.seconds * 1e3, 1),

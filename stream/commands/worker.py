@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--learn-all-partitions", default=False, action="store_true",
                help="scale-out: also learn (not serve) the clicks of partitions other members own, "
                     "so every worker's model sees the whole stream (stream/replica.py)")
+    config.add(p, "--no-pipeline", default=False, action="store_true",
+               help="session-kNN models: learn and recommend each poll on the main thread instead of "
+                    "on a second thread beside the next poll (same lists either way; half the cores)")
     config.add(p, "--summary-json", default=None,
                help="write a JSON summary here at exit (counts, HR/MRR, latency percentiles, peak RSS)")
     add_model_args(p)
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every_seconds=args.checkpoint_every_seconds, health_timeout_s=args.health_timeout,
         consumer_overrides={} if args.session_timeout_ms is None
         else {"session_timeout_ms": args.session_timeout_ms},
-        learn_all_partitions=args.learn_all_partitions,
+        learn_all_partitions=args.learn_all_partitions, pipeline=not args.no_pipeline,
     )
     worker = Worker(settings, processor)
     worker.install_signal_handlers()

@@ -56,6 +56,7 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
+from time import perf_counter
 from types import ModuleType
 
 import numpy as np
@@ -174,6 +175,110 @@ class SessionIndex:
             self.events = _grow(self.events, item + 1)
         self.events[item] += 1.0
         self.n_events += 1
+
+    def plan_batch(
+        self, keys: Sequence[int], items: Sequence[int], learn: Sequence[bool], lo: int, hi: int
+    ) -> tuple[int, tuple[np.ndarray, ...]]:
+        """:meth:`add`'s bookkeeping for clicks ``lo ..`` (those with ``learn[t]``), their array
+        writes left to :func:`~stream.models.knn_kernel.learn_query_batch`; every capacity those
+        writes need is grown here. Stops before a click that would evict a session (after ``lo``
+        only: the eviction rewrites posting lists, so it runs between two batch calls, at the
+        click where :meth:`add` would do it). Returns the end of the planned run and, per click,
+        the kernel's slot, segment index, click count, new-item and learn flags, the query's
+        excluded slot and the sessions seen (IDF)."""
+        slot_of, lru, clicks, seg = self._slot, self._lru, self._clicks, self._items
+        capa, msi, full = self._capa, self.max_session_items, self.max_sessions
+        slots: list[int] = []
+        js: list[int] = []
+        cs: list[int] = []
+        news: list[bool] = []
+        learns: list[bool] = []
+        exclude: list[int] = []
+        nss: list[int] = []
+        adds: dict[int, int] = {}
+        top = -1
+        seen = self.n_sessions_seen
+        t = lo
+        while t < hi:
+            key = keys[t]
+            if learn[t]:
+                it = items[t]
+                slot = slot_of.get(key)
+                if slot is None:
+                    if t > lo and len(slot_of) >= full:
+                        break
+                    slot = self._new_slot(key)
+                    capa = self._capa
+                    seen += 1
+                else:
+                    lru.move_to_end(slot)
+                c = clicks[slot] + 1
+                clicks[slot] = c
+                d = seg[slot]
+                j = d.get(it)
+                new = False
+                if j is None:
+                    j = len(d)
+                    if j < msi:
+                        d[it] = j
+                        if j == capa[slot]:
+                            self._relocate(slot, j)
+                        new = True
+                        adds[it] = adds.get(it, 0) + 1
+                    else:
+                        j = -1
+                if it > top:
+                    top = it
+                slots.append(slot)
+                js.append(j)
+                cs.append(c)
+                news.append(new)
+                learns.append(True)
+                exclude.append(slot)
+            else:
+                slots.append(0)
+                js.append(0)
+                cs.append(0)
+                news.append(False)
+                learns.append(False)
+                exclude.append(slot_of.get(key, -1))
+            nss.append(seen)
+            t += 1
+        self.n_events += sum(learns)
+        self.n_sessions_seen = seen
+        self._reserve_postings(adds, top)
+        i64 = np.int64
+        return t, (np.array(slots, dtype=i64), np.array(js, dtype=i64), np.array(cs, dtype=i64),
+                   np.array(news, dtype=np.bool_), np.array(learns, dtype=np.bool_),
+                   np.array(exclude, dtype=i64), np.array(nss, dtype=np.float64))
+
+    def _reserve_postings(self, adds: dict[int, int], top: int) -> None:
+        """Room for ``adds[item]`` more entries in each posting list (a list at twice the cap is
+        cut back in place by the kernel) and per-item arrays up to item ``top``."""
+        if top < 0:
+            return
+        if top >= self._plen.size:
+            self._pstart = _grow(self._pstart, top + 1)
+            self._plen = _grow(self._plen, top + 1)
+            self._pcap = _grow(self._pcap, top + 1)
+        if top >= self.events.size:
+            self.events = _grow(self.events, top + 1)
+        two_cap = 2 * self.max_item_sessions
+        n_items = self._n_items
+        self._n_items = max(n_items, top + 1)  # so a compaction keeps this run's new lists too
+        for it, a in adds.items():
+            n = int(self._plen[it])
+            need = min(n + a, two_cap)
+            if self._pcap[it] < need:
+                new_cap = min(max(8, 2 * need), two_cap)
+                if self._ptail + new_cap > self._pflat.size:
+                    self._pcompact(new_cap)
+                src, t = int(self._pstart[it]), self._ptail
+                self._pflat[t : t + n] = self._pflat[src : src + n]
+                self._pstart[it] = t
+                self._pcap[it] = new_cap
+                self._ptail = t + new_cap
+        self._n_items = n_items  # the kernel raises it as the first entries land
 
     def _new_slot(self, session: int) -> int:
         if len(self._slot) >= self.max_sessions:
@@ -735,6 +840,96 @@ class KNNModel(SessionModel):
             recs = self._fill(recs, k, q.seen)
         return recs
 
+    @property
+    def batches(self) -> bool:
+        """Whether :meth:`learn_recommend_batch` runs compiled (the fused kernel is in use)."""
+        return self._use_kernel and self._fused is not None
+
+    def learn_recommend_batch(
+        self,
+        keys: Sequence[int],
+        items: Sequence[int],
+        timestamps: Sequence[float],
+        learn: Sequence[bool],
+        hist: np.ndarray,
+        hoff: np.ndarray,
+        hlen: np.ndarray,
+        k: int,
+    ) -> BatchAnswers:
+        """For each click in order, :meth:`learn_one` (where ``learn[t]``) and then
+        :meth:`recommend` with the history ``hist[hoff[t] : hoff[t] + hlen[t]]``: the same lists,
+        the same state after, once each click's :meth:`BatchAnswers.take` has run, in order.
+
+        Two halves (:meth:`plan_batch`, then :meth:`run_batch`), so a caller can run the second,
+        compiled and without the GIL, on another thread while it finishes the previous answers:
+        the index's array work and the queries of whole runs of clicks are one call
+        (:func:`~stream.models.knn_kernel.learn_query_batch`); the popularity counts and the
+        fill of short lists are left to ``take``. Needs :attr:`batches`.
+
+        >>> from stream.models import make_model
+        >>> m = make_model("vstan")
+        >>> clicks = [(1, 10), (1, 11), (2, 10), (2, 11), (3, 10)]
+        >>> answers = m.learn_recommend_batch(
+        ...     [s for s, _ in clicks], [i for _, i in clicks], [1.0, 2.0, 3.0, 4.0, 5.0], [True] * 5,
+        ...     np.array([10, 10, 11, 10, 10, 11, 10]), np.array([0, 1, 3, 4, 6]), np.array([1, 2, 1, 2, 1]), 20)
+        >>> [answers.take()[0][:1] for _ in clicks][-1]
+        [11]
+        """
+        return self.run_batch(self.plan_batch(keys, items, timestamps, learn, hist, hoff, hlen, k))
+
+    def plan_batch(
+        self,
+        keys: Sequence[int],
+        items: Sequence[int],
+        timestamps: Sequence[float],
+        learn: Sequence[bool],
+        hist: np.ndarray,
+        hoff: np.ndarray,
+        hlen: np.ndarray,
+        k: int,
+    ) -> BatchPlan:
+        """The Python half of :meth:`learn_recommend_batch`: the index's bookkeeping of the clicks
+        up to the first that evicts a session (:meth:`SessionIndex.plan_batch`) and every
+        capacity their writes need. Nothing else may touch the model until :meth:`run_batch`
+        has returned."""
+        if self._cold:
+            self.warm_up()
+        if self._fused is None or self._kernel is None:
+            raise RuntimeError("learn_recommend_batch needs the fused kNN kernel (see .batches)")
+        plan = BatchPlan(keys, items, timestamps, learn, hist, hoff, hlen, k)
+        self._plan_part(plan)
+        return plan
+
+    def _plan_part(self, plan: BatchPlan) -> None:
+        ix = self.index
+        plan.hi, plan.part = ix.plan_batch(plan.keys, plan.items, plan.learn, plan.lo, len(plan.keys))
+        self._item_buffers(max(ix._n_items, plan.need))
+
+    def run_batch(self, plan: BatchPlan) -> BatchAnswers:
+        """The compiled half of :meth:`learn_recommend_batch` (and the planning of any run after
+        an eviction)."""
+        ix, kern, spec = self.index, self._kernel, self._fused
+        assert kern is not None and spec is not None
+        drop = self._drop_seen()
+        its, tss, rec, hoff, hlen, out, out_n, ticks = (plan.its, plan.tss, plan.rec, plan.hoff, plan.hlen,
+                                                        plan.out, plan.out_n, plan.ticks)
+        n = len(plan.keys)
+        while True:
+            lo, hi = plan.lo, plan.hi
+            slots, js, cs, new, lrn, exclude, nss = plan.part
+            ix._n_items = kern.learn_query_batch(
+                slots, its[lo:hi], tss[lo:hi], js, cs, new, lrn, rec[lo:hi], exclude, nss, plan.hist,
+                hoff[lo:hi], hlen[lo:hi], spec[0], spec[1], ix._pstart, ix._plen, ix._pflat, ix._n_items,
+                ix.time, ix.n_unique, ix.mark, self.sample_size, self.k, spec[2], spec[3], ix._start,
+                ix._flat, self._lp, spec[4], spec[5], spec[6], drop, self._acc, self._imark, ix.events,
+                spec[7], ix.max_item_sessions, out[lo:hi], out_n[lo:hi], ticks[lo:hi],
+            )  # fmt: skip
+            if hi >= n:
+                break
+            plan.lo = hi
+            self._plan_part(plan)
+        return BatchAnswers(self, plan, ticks * kern.tick_seconds())
+
     def _fill(self, recs: list[int], k: int, seen: Collection[int]) -> list[int]:
         """``recs`` completed to ``k`` items with the most popular ones (not ``seen`` if the model
         leaves session items out)."""
@@ -807,3 +1002,72 @@ class _Query:
             lp = self._lp = np.zeros(n, dtype=np.float64)  # calloc: untouched pages stay free
             lp[self.items] = self.pos
         return lp[items]
+
+
+class BatchPlan:
+    """One :meth:`KNNModel.learn_recommend_batch` call's inputs, arrays and outputs."""
+
+    __slots__ = ("keys", "items", "timestamps", "learn", "hist", "hoff", "hlen", "k", "its", "tss", "rec",
+                 "need", "out", "out_n", "ticks", "lo", "hi", "part")
+
+    def __init__(self, keys: Sequence[int], items: Sequence[int], timestamps: Sequence[float],
+                 learn: Sequence[bool], hist: np.ndarray, hoff: np.ndarray, hlen: np.ndarray, k: int) -> None:
+        n = len(keys)
+        self.keys, self.items, self.timestamps, self.learn, self.k = keys, items, timestamps, learn, k
+        self.hist, self.hoff, self.hlen = hist, hoff, hlen
+        self.its = np.array(items, dtype=np.int64)
+        self.tss = np.array(timestamps, dtype=np.float64)
+        self.rec = hlen > 0
+        self.need = max(int(self.its.max()) + 1 if n else 0, int(hist.max()) + 1 if hist.size else 0)
+        self.out = np.zeros((n, max(k, 1)), dtype=np.int64)
+        self.out_n = np.zeros(n, dtype=np.int64)
+        self.ticks = np.zeros(n, dtype=np.int64)
+        self.lo = self.hi = 0
+        self.part: tuple[np.ndarray, ...] = ()
+
+
+class BatchAnswers:
+    """The compiled half of :meth:`KNNModel.learn_recommend_batch`, completed click by click.
+
+    :meth:`take`, called once per click in click order, does what the compiled call left out of
+    :meth:`~KNNModel.learn_one` and :meth:`~KNNModel.recommend`: the popularity counts learn the
+    click, and a list shorter than ``k`` is filled with popular items (a click without history
+    gets the popular list). Returns the list and the seconds spent producing it (the query's,
+    measured inside the compiled call, plus the fill's).
+    """
+
+    __slots__ = ("model", "k", "items", "timestamps", "learn", "hist", "hoff", "hlen", "out", "out_n",
+                 "seconds", "_t")
+
+    def __init__(self, model: KNNModel, plan: BatchPlan, seconds: np.ndarray) -> None:
+        self.model = model
+        self.k = plan.k
+        self.items = plan.items
+        self.timestamps = plan.timestamps
+        self.learn = plan.learn
+        self.hist = plan.hist
+        self.hoff = plan.hoff.tolist()
+        self.hlen = plan.hlen.tolist()
+        self.out = plan.out
+        self.out_n = plan.out_n.tolist()
+        self.seconds = seconds.tolist()
+        self._t = 0
+
+    def take(self) -> tuple[list[int], float]:
+        t = self._t
+        self._t = t + 1
+        m, k = self.model, self.k
+        pop = m._pop
+        if self.learn[t]:
+            pop.add(self.items[t], self.timestamps[t])
+        t0 = perf_counter()
+        if k <= 0:
+            recs: list[int] = []
+        elif self.hlen[t] == 0:
+            recs = pop.top(k)
+        else:
+            recs = self.out[t, : self.out_n[t]].tolist()
+            if len(recs) < k:
+                a = self.hoff[t]
+                recs = m._fill(recs, k, set(self.hist[a : a + self.hlen[t]].tolist()))
+        return recs, self.seconds[t] + (perf_counter() - t0)

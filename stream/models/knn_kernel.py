@@ -39,20 +39,36 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 SIM_JACCARD, SIM_COSINE_SET, SIM_BINARY, SIM_VEC, SIM_COSINE = 0, 1, 2, 3, 4
 CONTRIB_PLAIN, CONTRIB_VSKNN, CONTRIB_STAN = 0, 1, 2
 DECAY = {"div": 0, "quadratic": 1, "linear": 2, "log": 3, "same": 4}  # vsknn.DECAY mirrors this
 
 
-def _jit(fn: Callable[..., Any]) -> Any:
+def _jit(fn: Callable[..., Any], nogil: bool = False) -> Any:
     """``njit(cache=True)``, or without the disk cache when no cache location is usable."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", numba.NumbaWarning)
-            return numba.njit(cache=True)(fn)
+            return numba.njit(cache=True, nogil=nogil)(fn)
     except Exception:  # noqa: BLE001 -- e.g. "no locator available" in a read-only install
-        return numba.njit(cache=False)(fn)
+        return numba.njit(cache=False, nogil=nogil)(fn)
+
+
+@intrinsic
+def _cycles(typingctx: Any) -> Any:
+    """The CPU's time-stamp counter (``llvm.readcyclecounter``), for per-click timing inside a
+    batch call; :func:`tick_seconds` converts."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                            "llvm.readcyclecounter")
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
 
 
 def _worse(a1: float, b1: float, c1: int, a2: float, b2: float, c2: int) -> bool:
@@ -611,6 +627,117 @@ def _query_history(
 query_history = _jit(_query_history)
 
 
+def _learn_query_batch(
+    slots: np.ndarray,  # int64 per click: the session's slot (learnt clicks)
+    items: np.ndarray,  # int64 per click
+    tss: np.ndarray,  # float64 per click
+    js: np.ndarray,  # int64 per click: the item's index in the session's segment (-1: segment full)
+    cs: np.ndarray,  # int64 per click: the session's click count after it
+    new: np.ndarray,  # bool per click: the item is new to the session (a posting entry)
+    learn: np.ndarray,  # bool per click
+    rec: np.ndarray,  # bool per click: query (the history is not empty)
+    exclude: np.ndarray,  # int64 per click: the session's slot at its query (-1: none)
+    nss: np.ndarray,  # float64 per click: sessions seen at its query (IDF)
+    hist: np.ndarray,  # int64: the clicks' histories, one after the other
+    hoff: np.ndarray,  # int64 per click: its history's start in `hist`
+    hlen: np.ndarray,  # int64 per click: its history's length
+    wkind: int,
+    wparam: float,
+    pstart: np.ndarray,
+    plen: np.ndarray,
+    pflat: np.ndarray,
+    n_items: int,
+    time: np.ndarray,
+    n_unique: np.ndarray,
+    mark: np.ndarray,
+    m: int,
+    k: int,
+    sim_kind: int,
+    sb: float,
+    start: np.ndarray,
+    flat: np.ndarray,
+    lp: np.ndarray,
+    contrib_kind: int,
+    c1: float,
+    c2: float,
+    drop_seen: bool,
+    acc: np.ndarray,
+    imark: np.ndarray,
+    events: np.ndarray,
+    idf_w: float,
+    cap: int,  # max_item_sessions: a posting list at twice it is cut back to the `cap` latest
+    out: np.ndarray,  # int64 (clicks, top_k): the lists
+    out_n: np.ndarray,  # int64 per click: each list's length
+    ticks: np.ndarray,  # int64 per click: its query's time-stamp-counter ticks
+) -> int:
+    """:meth:`SessionIndex.add`'s array updates and then :func:`query_history` for each click in
+    order, in one call without the GIL. Everything that may move or grow an array (new slots,
+    segment and posting-list capacities, per-item arrays) was done by the caller before, so the
+    clicks' writes land where the per-click path would put them. Returns the new ``n_items``."""
+    top_k = out.shape[1]
+    for t in range(slots.size):
+        if learn[t]:
+            s = slots[t]
+            it = items[t]
+            if tss[t] > time[s]:
+                time[s] = tss[t]
+            j = js[t]
+            if new[t]:
+                at = start[s] + j
+                flat[0, at] = it
+                flat[1, at] = cs[t]
+                n_unique[s] = j + 1
+                if it >= n_items:
+                    n_items = it + 1
+                n = plen[it]
+                a = pstart[it]
+                if n == 2 * cap:  # keep the `cap` most recent entries
+                    for x in range(cap):
+                        pflat[a + x] = pflat[a + cap + x]
+                    n = cap
+                pflat[a + n] = s
+                plen[it] = n + 1
+            elif j >= 0:
+                flat[1, start[s] + j] = cs[t]
+            events[it] += 1.0
+        if rec[t]:
+            t0 = _cycles()
+            h = hist[hoff[t] : hoff[t] + hlen[t]]
+            r, _ = query_history(
+                h, wkind, wparam, pstart, plen, pflat, n_items, exclude[t], time, n_unique, mark, m, k,
+                sim_kind, sb, tss[t], start, flat, lp, contrib_kind, c1, c2, drop_seen, acc, imark,
+                events, nss[t], idf_w, top_k,
+            )  # fmt: skip
+            out_n[t] = r.size
+            for e in range(r.size):
+                out[t, e] = r[e]
+            ticks[t] = _cycles() - t0
+    return n_items
+
+
+learn_query_batch = _jit(_learn_query_batch, nogil=True)
+
+
+@numba.njit(cache=True)
+def _now_ticks() -> int:
+    return _cycles()
+
+
+_TICK_SECONDS: list[float] = []
+
+
+def tick_seconds() -> float:
+    """Seconds per tick of :func:`_cycles`, measured once against ``perf_counter`` (20 ms)."""
+    if not _TICK_SECONDS:
+        from time import perf_counter, sleep
+
+        c0, t0 = _now_ticks(), perf_counter()
+        sleep(0.02)
+        c1, t1 = _now_ticks(), perf_counter()
+        _TICK_SECONDS.append((t1 - t0) / (c1 - c0) if c1 > c0 else 0.0)
+    return _TICK_SECONDS[0]
+
+
 def warm_up() -> None:
     """Compile (or load from the disk cache) the kernels with the types the models use."""
     i64, f64 = np.int64, np.float64
@@ -632,3 +759,11 @@ def warm_up() -> None:
         np.zeros(1, dtype=i64), 0, 1, 0, 0.0, 0.0, args[0], args[2], args[3], 0, 0.0, 0.0, False,
         args[11], args[12], one_f, 1.0, 0.0, 1,
     )  # fmt: skip
+    no = np.zeros(1, dtype=np.bool_)
+    learn_query_batch(
+        zero_i, zero_i, one_f, zero_i, one_i, no, no, no, zero_i, one_f, zero_i, zero_i, one_i, 0, 0.0,
+        zero_i, one_i, np.zeros(1, dtype=np.int32), 1, one_f, one_i, np.zeros(1, dtype=i64), 0, 1, 0,
+        0.0, args[0], args[2], args[3], 0, 0.0, 0.0, False, args[11], args[12], one_f, 0.0, 1,
+        np.zeros((1, 1), dtype=i64), np.zeros(1, dtype=i64), np.zeros(1, dtype=i64),
+    )  # fmt: skip
+    tick_seconds()

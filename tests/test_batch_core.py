@@ -1,0 +1,158 @@
+"""``ClickProcessor.process_batch`` (one compiled learn + recommend call per run of clicks for the
+session-kNN family) against ``process`` click by click: the same lists, prequential figures,
+drift monitor, retraining swaps, session store and model state, under every cap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitoring.drift.monitor import DriftMonitor
+from stream.core import ClickProcessor, chunked
+from stream.events import Event
+from stream.items import ItemIndex
+from stream.models import make_model
+from stream.sessions import SessionStore
+from stream.synthetic import SyntheticStream
+
+
+def _processor(model: str, tight: bool, learn: bool = True, monitor: bool = True) -> ClickProcessor:
+    if tight:  # every cap hit: store TTL and LRU, history length, index sessions / items, item cap
+        m = make_model(model, max_sessions=150, max_session_items=4, max_item_sessions=40)
+        store = SessionStore(ttl_s=10.0, max_sessions=250, max_session_items=3)
+        items = ItemIndex(max_items=300)
+        mon = DriftMonitor(reference_events=1500, warmup=300, on_drift="retrain", buffer_events=1000)
+    else:
+        m = make_model(model)
+        store, items = SessionStore(), ItemIndex()
+        mon = DriftMonitor(reference_events=2000, warmup=500, on_drift="retrain", buffer_events=2000)
+    p = ClickProcessor(m, sessions=store, items=items, monitor=mon if monitor else None, learn=learn)
+    if monitor:
+        mon.attach(p)
+    return p
+
+
+def _state(p: ClickProcessor) -> tuple:
+    store = {s.session_id: (s.key, tuple(s.items), s.clicks, tuple(s.last_recs), s.last_ts, s.started_ts)
+             for s in p.sessions.sessions()}
+    m = p.model
+    ix = m.index
+    index = (len(ix), ix.n_events, ix.n_sessions_seen, ix.n_items(),
+             {ix.key(s): ix.session_items(ix.key(s)) for s in ix._slot.values()},
+             {i: ix.postings(i).tolist() for i in range(ix.n_items())})
+    mon = p.monitor
+    drift = None
+    if mon is not None:
+        drift = (mon.n, mon.retrains, mon.retraining_due,
+                 {k: (None if v != v else v) for k, v in mon.score.items()})
+    return (store, p.sessions.expired, p.sessions.evicted, p.events, p.preq.predictions, p.preq.hits,
+            p.preq.rr_sum, p.latency.count, len(p.items), index, drift, m._pop.top(20))
+
+
+def _events(n: int, seed: int = 5) -> list[Event]:
+    return list(SyntheticStream(events=n, seed=seed, scenario="new-catalog", drift_at=n // 2))
+
+
+@pytest.mark.parametrize("model", ["vstan", "stan", "sknn", "vsknn"])
+@pytest.mark.parametrize("tight", [False, True], ids=["defaults", "tight-caps"])
+def test_batch_equals_click_by_click(model: str, tight: bool) -> None:
+    events = _events(6_000)
+    a, b = _processor(model, tight), _processor(model, tight)
+    assert b.model.batches
+    one = [a.process(e) for e in events]
+    many: list[list[int]] = []
+    for chunk in chunked(events, 700):
+        many.extend(b.process_batch(chunk))
+    assert many == one
+    assert _state(b) == _state(a)
+    if tight:  # the caps were hit and the monitor swapped the model mid-stream
+        assert a.sessions.evicted and a.sessions.expired and a.monitor.retrains
+        assert a.model.index.n_sessions_seen > a.model.index.max_sessions
+
+
+def test_batch_without_learning_and_without_monitor() -> None:
+    events = _events(3_000, seed=9)
+    warm = events[:1_500]
+    a, b = _processor("vstan", False, monitor=False), _processor("vstan", False, monitor=False)
+    for p in (a, b):
+        for e in warm:
+            p.process(e)
+        p.learn = False  # session-rec's static test phase: score and recommend only
+    assert [a.process(e) for e in events[1_500:]] == b.process_batch(events[1_500:])
+    assert _state(b) == _state(a)
+
+
+def test_on_click_sees_the_list_each_click_was_scored_against() -> None:
+    events = _events(2_000, seed=11)
+    for model in ("vstan", "sr"):  # the compiled runs and the click-by-click fallback
+        p = _processor(model, False)
+        ref = _processor(model, False)
+        expected = []
+        for e in events:
+            s = ref.sessions.get(e.session_id)
+            prev = s.last_recs if s is not None else None
+            before = ref.preq.predictions
+            ref.process(e)
+            expected.append(prev if ref.preq.predictions > before else None)
+        got: list[list[int] | None] = [None] * len(events)
+        p.process_batch(events, got.__setitem__)
+        assert got == expected
+        assert sum(x is not None for x in got) == p.preq.predictions
+
+
+def test_models_without_a_batch_kernel_go_click_by_click() -> None:
+    events = _events(2_000, seed=4)
+    makers = (lambda: make_model("sr"), lambda: make_model("vsknn", push_reminders=True))  # rules;
+    for make in makers:  # V-SKNN's reminders are applied in Python
+        a, b = _processor("sr", False), _processor("sr", False)
+        a.model, b.model = make(), make()
+        assert not getattr(b.model, "batches", False)
+        assert [a.process(e) for e in events] == b.process_batch(events)
+        assert a.preq.hits == b.preq.hits and a.monitor.n == b.monitor.n
+
+
+def test_batch_latency_is_per_click() -> None:
+    p = _processor("vstan", False, monitor=False)
+    p.process_batch(_events(3_000, seed=6))
+    lat = p.latency.samples()
+    assert p.latency.count == 3_000 and (lat > 0).all()
+    assert len(np.unique(lat)) > 1_000  # each query timed, not a run's average
+    assert lat.max() < 0.1
+
+
+@pytest.mark.broker
+def test_pipelined_worker_equals_click_by_click(broker, unique) -> None:
+    """The real worker on the embedded broker (second thread on, small polls, a retraining swap
+    mid-stream, malformed messages in between) publishes exactly the lists of ``process``."""
+    import orjson
+
+    from stream import kafka_io
+    from stream.producer import produce_events
+    from stream.worker import Worker, WorkerSettings
+    from tests.kafka_read import read_topic
+
+    cfg = {"bootstrap_servers": broker.bootstrap}
+    topic, recs = f"clicks-{unique}", f"recs-{unique}"
+    events = _events(6_000, seed=8)
+    produce_events(cfg, topic, events[:3_000], show_progress=False)
+    prod = kafka_io.make_producer(cfg)
+    for value in (b"{not json", b"[]"):
+        prod.send(topic, key=b"bad", value=value)
+    prod.flush()
+    prod.close()
+    produce_events(cfg, topic, events[3_000:], show_progress=False)
+
+    served = _processor("vstan", False)
+    worker = Worker(WorkerSettings(
+        client=cfg, topic=topic, group=f"g-{unique}", recommendations_topic=recs, max_events=len(events) + 2,
+        consumer_overrides={"session_timeout_ms": 6000, "max_poll_records": 400}), served)
+    summary = worker.run()
+    assert worker._thread is not None  # the pipelined path ran
+    assert (summary.events_processed, summary.events_invalid) == (len(events), 2)
+
+    ref = _processor("vstan", False)
+    expected = [ref.items.names(ref.process(e)) for e in events]
+    published = read_topic(cfg, recs, len(events))
+    assert [orjson.loads(r.value)["items"] for r in published] == expected
+    assert served.monitor.retrains == ref.monitor.retrains >= 1
+    assert _state(served) == _state(ref)
