@@ -26,7 +26,7 @@ from stream import checkpoint as ckpt
 from stream import kafka_io
 from stream.config import log_event
 from stream.core import ClickProcessor, Run
-from stream.events import Invalid, decode
+from stream.events import Event, Invalid, decode
 from stream.http import HttpServer, Routes
 
 log = logging.getLogger("streamrec.worker")
@@ -294,21 +294,14 @@ class Worker:
         keys: list[Any] = []
         parts: list[int | None] = []
         done: list[tuple[TopicPartition, int, int]] = []
-        for tp, records in batch.items():
-            records = self.ckpt.fresh(tp, records)  # drop what the (restored) state already has
-            if not records:
-                continue
+        for tp, end, n, valid in self._decode(batch, producer):
             part = self._rec_partition(producer, tp) if rec_topic is not None else None
-            for rec in records:
-                ev = decode(rec.value, rec.key)
-                if type(ev) is Invalid:
-                    self._dead_letter(producer, tp, rec, ev)
-                    continue
+            for rec, ev in valid:
                 events.append(ev)
                 if rec_topic is not None:
                     keys.append(rec.key)
                     parts.append(part)
-            done.append((tp, records[-1].offset + 1, len(records)))
+            done.append((tp, end, n))
         proc = self.processor
         model = proc.model
         if not (self.s.pipeline and events and proc.k > 0 and getattr(model, "batches", False)):
@@ -366,18 +359,10 @@ class Worker:
         names = self.processor.items.names
         rec_topic = self.s.recommendations_topic
         send = producer.send
-        advance = self.ckpt.advance
         replica = self.replica
-        for tp, records in batch.items():
-            records = self.ckpt.fresh(tp, records)  # drop what the (restored) state already has
-            if not records:
-                continue
+        for tp, end, n, valid in self._decode(batch, producer):
             part = self._rec_partition(producer, tp) if rec_topic is not None else None
-            for rec in records:
-                ev = decode(rec.value, rec.key)
-                if type(ev) is Invalid:
-                    self._dead_letter(producer, tp, rec, ev)
-                    continue
+            for rec, ev in valid:
                 if ev.timestamp >= replica.next_ts:  # learn other partitions' clicks up to here
                     replica.drain(ev.timestamp)
                 if replica.adopting:
@@ -387,7 +372,26 @@ class Worker:
                     send(rec_topic, key=rec.key, partition=part, value=orjson.dumps(
                         {"session_id": ev.session_id, "timestamp": ev.timestamp, "items": names(recs)}))
                     self.published += 1
-            advance(tp, records[-1].offset + 1, len(records))
+            self.ckpt.advance(tp, end, n)
+
+    def _decode(self, batch: dict[TopicPartition, list[Any]],
+                producer: Any) -> list[tuple[TopicPartition, int, int, list[tuple[Any, Event]]]]:
+        """Per partition with records the state does not have yet: its next offset, how many
+        records, and the valid ones decoded, in order; malformed ones go to the dead-letter topic."""
+        out = []
+        for tp, records in batch.items():
+            records = self.ckpt.fresh(tp, records)  # drop what the (restored) state already has
+            if not records:
+                continue
+            valid = []
+            for rec in records:
+                ev = decode(rec.value, rec.key)
+                if type(ev) is Invalid:
+                    self._dead_letter(producer, tp, rec, ev)
+                else:
+                    valid.append((rec, ev))
+            out.append((tp, records[-1].offset + 1, len(records), valid))
+        return out
 
     _rec_parts: tuple[int, int] | None = None
 
