@@ -2,8 +2,10 @@
 
 One consumer-group member. The loop follows the at-least-once order of streaming.md §1.5:
 process a batch -> flush what it produced (recommendations, dead letters) -> commit the next
-offsets. The rebalance listener only records what changed (kafka-python 3.x runs it on its IO
-thread, where blocking calls fail); the main loop acts on it.
+offsets. With a session-kNN model a batch's compiled learning and queries run on a second
+thread while the main thread takes the next poll (:class:`_Pending`), so its offsets are
+committed one poll later. The rebalance listener only records what changed (kafka-python 3.x
+runs it on its IO thread, where blocking calls fail); the main loop acts on it.
 """
 
 from __future__ import annotations
