@@ -4,7 +4,7 @@ Every path that produces a figure runs its clicks through :class:`ClickProcessor
 worker (each poll's clicks), the streaming protocol of ``evaluate``, ``simulate`` and ``bench``.
 :meth:`ClickProcessor.process` is one click; :meth:`ClickProcessor.process_batch` is the same for
 a run of clicks, with the session-kNN family's learning and queries in one compiled call
-(:meth:`~ClickProcessor.plan`, the model's ``learn_recommend_batch``, :meth:`~ClickProcessor.finish`:
+(:meth:`~ClickProcessor.plan`, the model's ``plan_batch`` / ``run_batch``, :meth:`~ClickProcessor.finish`:
 the halves the worker overlaps on two threads). What is measured is what runs.
 """
 
@@ -132,13 +132,11 @@ class Run:
         self.had: list[bool] = [False] * n
         self.clicks: list[int] = [0] * n
         self.sessions: list[Session] = []
-        self.hist = np.zeros(0, dtype=np.int64)
-        self.hoff = np.zeros(n, dtype=np.int64)
-        self.hlen = np.zeros(n, dtype=np.int64)
+        self.hist = self.hoff = self.hlen = np.zeros(0, dtype=np.int64)  # set by plan()
         self.ended: list[tuple[int, Session]] = []
 
     def learn_recommend(self, model: SessionModel, lo: int = 0) -> Any:
-        """``model.learn_recommend_batch`` over clicks ``lo ..`` (its answers, taken in order)."""
+        """The model learns and recommends clicks ``lo ..`` (its answers, taken in order)."""
         return model.run_batch(self.plan_model(model, lo))  # type: ignore[attr-defined]
 
     def plan_model(self, model: SessionModel, lo: int = 0) -> Any:
@@ -233,7 +231,7 @@ class ClickProcessor:
         """:meth:`process` for each event in order: the same lists, the same state after.
 
         Models with a compiled batch path (``batches``: the session-kNN family) learn and
-        recommend the whole run in one call (:meth:`plan`, the model's ``learn_recommend_batch``,
+        recommend the whole run in one call (:meth:`plan`, the model's ``plan_batch`` / ``run_batch``,
         :meth:`finish`); other models go click by click. ``on_click(t, scored)``, if given, is
         called after each click with the list that click was scored against (``None`` if it was
         not scored), in order (``evaluate``'s list statistics).
@@ -267,8 +265,10 @@ class ClickProcessor:
         run = Run(events, self.k)
         sessions, items, learn = self.sessions, self.items, self.learn
         keys, ints, tss, learns, news, had = run.keys, run.items, run.timestamps, run.learn, run.new, run.had
-        clicks, sess, hoff, hlen, ended = run.clicks, run.sessions, run.hoff, run.hlen, run.ended
+        clicks, sess, ended = run.clicks, run.sessions, run.ended
         hist: list[int] = []
+        hoff: list[int] = []
+        hlen: list[int] = []
         on_end = sessions.on_end
         t_now = 0
         if on_end is not None:  # replayed by finish() at the click that ended them
@@ -291,18 +291,20 @@ class ClickProcessor:
                 tss[t] = ev.timestamp
                 clicks[t] = session.clicks
                 sess.append(session)
-                hoff[t] = len(hist)
-                hlen[t] = len(session.items)
+                hoff.append(len(hist))
+                hlen.append(len(session.items))
                 hist.extend(session.items)
         finally:
             sessions.on_end = on_end
         run.hist = np.array(hist, dtype=np.int64)
+        run.hoff = np.array(hoff, dtype=np.int64)
+        run.hlen = np.array(hlen, dtype=np.int64)
         return run
 
     def finish(self, run: Run, model: SessionModel, answers: Any,
                on_click: OnClick | None = None) -> list[list[int]]:
         """The rest of :meth:`process` for each click of a planned run, in order: the model's
-        answer (``answers``: ``model``'s ``learn_recommend_batch`` of the run), prequential
+        answer (``answers``: ``model``'s ``run_batch`` of the run), prequential
         scoring, latency, the session's list, the drift monitor. If the monitor swaps the model
         at a click (the retrain policy), the clicks after it are learnt and recommended again by
         the new one."""

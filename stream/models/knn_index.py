@@ -148,33 +148,46 @@ class SessionIndex:
 
     def add(self, session: int, item: int, timestamp: float) -> None:
         """Record that ``session`` clicked ``item`` at ``timestamp`` (event time)."""
+        slot, j, c, new = self._book(session, item)
+        if timestamp > self.time[slot]:
+            self.time[slot] = timestamp
+        if new:
+            at = self._start[slot] + j
+            self._flat[0, at] = item
+            self._flat[1, at] = c
+            self.n_unique[slot] = j + 1
+            self._post_append(item, slot)
+        elif j >= 0:
+            self._flat[1, self._start[slot] + j] = c
+        if item >= len(self.events):
+            self.events = _grow(self.events, item + 1)
+        self.events[item] += 1.0
+        self.n_events += 1
+
+    def _book(self, session: int, item: int) -> tuple[int, int, int, bool]:
+        """The Python side of :meth:`add` (shared with :meth:`plan_batch`): the session's slot
+        (a new one if needed, LRU order kept), its click count after this click, the item's index
+        in its segment (-1 when the segment is full) and whether the item is new to it (the
+        segment then has room for it)."""
         slot = self._slot.get(session)
         if slot is None:
             slot = self._new_slot(session)
             self.n_sessions_seen += 1
         else:
             self._lru.move_to_end(slot)
-        if timestamp > self.time[slot]:
-            self.time[slot] = timestamp
         c = self._clicks[slot] + 1
         self._clicks[slot] = c
         d = self._items[slot]
         j = d.get(item)
         if j is not None:
-            self._flat[1, self._start[slot] + j] = c
-        elif (j := len(d)) < self.max_session_items:
-            d[item] = j
-            if j == self._capa[slot]:
-                self._relocate(slot, j)
-            at = self._start[slot] + j
-            self._flat[0, at] = item
-            self._flat[1, at] = c
-            self.n_unique[slot] = j + 1
-            self._post_append(item, slot)
-        if item >= len(self.events):
-            self.events = _grow(self.events, item + 1)
-        self.events[item] += 1.0
-        self.n_events += 1
+            return slot, j, c, False
+        j = len(d)
+        if j >= self.max_session_items:
+            return slot, -1, c, False
+        d[item] = j
+        if j == self._capa[slot]:
+            self._relocate(slot, j)
+        return slot, j, c, True
 
     def plan_batch(
         self, keys: Sequence[int], items: Sequence[int], learn: Sequence[bool], lo: int, hi: int
@@ -186,8 +199,7 @@ class SessionIndex:
         click where :meth:`add` would do it). Returns the end of the planned run and, per click,
         the kernel's slot, segment index, click count, new-item and learn flags, the query's
         excluded slot and the sessions seen (IDF)."""
-        slot_of, lru, clicks, seg = self._slot, self._lru, self._clicks, self._items
-        capa, msi, full = self._capa, self.max_session_items, self.max_sessions
+        slot_of, full = self._slot, self.max_sessions
         slots: list[int] = []
         js: list[int] = []
         cs: list[int] = []
@@ -197,36 +209,16 @@ class SessionIndex:
         nss: list[int] = []
         adds: dict[int, int] = {}
         top = -1
-        seen = self.n_sessions_seen
         t = lo
         while t < hi:
             key = keys[t]
             if learn[t]:
+                if t > lo and key not in slot_of and len(slot_of) >= full:
+                    break
                 it = items[t]
-                slot = slot_of.get(key)
-                if slot is None:
-                    if t > lo and len(slot_of) >= full:
-                        break
-                    slot = self._new_slot(key)
-                    capa = self._capa
-                    seen += 1
-                else:
-                    lru.move_to_end(slot)
-                c = clicks[slot] + 1
-                clicks[slot] = c
-                d = seg[slot]
-                j = d.get(it)
-                new = False
-                if j is None:
-                    j = len(d)
-                    if j < msi:
-                        d[it] = j
-                        if j == capa[slot]:
-                            self._relocate(slot, j)
-                        new = True
-                        adds[it] = adds.get(it, 0) + 1
-                    else:
-                        j = -1
+                slot, j, c, new = self._book(key, it)
+                if new:
+                    adds[it] = adds.get(it, 0) + 1
                 if it > top:
                     top = it
                 slots.append(slot)
@@ -242,10 +234,9 @@ class SessionIndex:
                 news.append(False)
                 learns.append(False)
                 exclude.append(slot_of.get(key, -1))
-            nss.append(seen)
+            nss.append(self.n_sessions_seen)
             t += 1
         self.n_events += sum(learns)
-        self.n_sessions_seen = seen
         self._reserve_postings(adds, top)
         i64 = np.int64
         return t, (np.array(slots, dtype=i64), np.array(js, dtype=i64), np.array(cs, dtype=i64),
@@ -257,10 +248,7 @@ class SessionIndex:
         cut back in place by the kernel) and per-item arrays up to item ``top``."""
         if top < 0:
             return
-        if top >= self._plen.size:
-            self._pstart = _grow(self._pstart, top + 1)
-            self._plen = _grow(self._plen, top + 1)
-            self._pcap = _grow(self._pcap, top + 1)
+        self._grow_postings(top)
         if top >= self.events.size:
             self.events = _grow(self.events, top + 1)
         two_cap = 2 * self.max_item_sessions
@@ -270,14 +258,7 @@ class SessionIndex:
             n = int(self._plen[it])
             need = min(n + a, two_cap)
             if self._pcap[it] < need:
-                new_cap = min(max(8, 2 * need), two_cap)
-                if self._ptail + new_cap > self._pflat.size:
-                    self._pcompact(new_cap)
-                src, t = int(self._pstart[it]), self._ptail
-                self._pflat[t : t + n] = self._pflat[src : src + n]
-                self._pstart[it] = t
-                self._pcap[it] = new_cap
-                self._ptail = t + new_cap
+                self._move_postings(it, n, min(max(8, 2 * need), two_cap))
         self._n_items = n_items  # the kernel raises it as the first entries land
 
     def _new_slot(self, session: int) -> int:
@@ -356,30 +337,37 @@ class SessionIndex:
 
     def _post_append(self, item: int, slot: int) -> None:
         if item >= self._n_items:
-            if item >= self._plen.size:
-                self._pstart = _grow(self._pstart, item + 1)
-                self._plen = _grow(self._plen, item + 1)
-                self._pcap = _grow(self._pcap, item + 1)
+            self._grow_postings(item)
             self._n_items = item + 1
         n = int(self._plen[item])
         if n == self._pcap[item]:
             cap = self.max_item_sessions
-            a = int(self._pstart[item])
             if n >= 2 * cap:  # keep the `cap` most recent entries
+                a = int(self._pstart[item])
                 self._pflat[a : a + cap] = self._pflat[a + n - cap : a + n].copy()
                 n = cap
             else:  # move to the tail with twice the room
-                new_cap = min(max(8, 2 * n), 2 * cap)
-                if self._ptail + new_cap > self._pflat.size:
-                    self._pcompact(new_cap)
-                    a = int(self._pstart[item])
-                t = self._ptail
-                self._pflat[t : t + n] = self._pflat[a : a + n]
-                self._pstart[item] = t
-                self._pcap[item] = new_cap
-                self._ptail = t + new_cap
+                self._move_postings(item, n, min(max(8, 2 * n), 2 * cap))
         self._pflat[self._pstart[item] + n] = slot
         self._plen[item] = n + 1
+
+    def _grow_postings(self, item: int) -> None:
+        """Per-item posting arrays long enough for ``item``."""
+        if item >= self._plen.size:
+            self._pstart = _grow(self._pstart, item + 1)
+            self._plen = _grow(self._plen, item + 1)
+            self._pcap = _grow(self._pcap, item + 1)
+
+    def _move_postings(self, item: int, n: int, new_cap: int) -> None:
+        """Move ``item``'s posting list (``n`` entries) to the tail with room for ``new_cap``
+        (compacting the posting store first if the tail is full)."""
+        if self._ptail + new_cap > self._pflat.size:
+            self._pcompact(new_cap)
+        a, t = int(self._pstart[item]), self._ptail
+        self._pflat[t : t + n] = self._pflat[a : a + n]
+        self._pstart[item] = t
+        self._pcap[item] = new_cap
+        self._ptail = t + new_cap
 
     def _pcompact(self, extra: int) -> None:
         """Drop the posting store's dead segments (amortised O(1) per click)."""
@@ -842,40 +830,8 @@ class KNNModel(SessionModel):
 
     @property
     def batches(self) -> bool:
-        """Whether :meth:`learn_recommend_batch` runs compiled (the fused kernel is in use)."""
+        """Whether :meth:`plan_batch` / :meth:`run_batch` run compiled (the fused kernel is in use)."""
         return self._use_kernel and self._fused is not None
-
-    def learn_recommend_batch(
-        self,
-        keys: Sequence[int],
-        items: Sequence[int],
-        timestamps: Sequence[float],
-        learn: Sequence[bool],
-        hist: np.ndarray,
-        hoff: np.ndarray,
-        hlen: np.ndarray,
-        k: int,
-    ) -> BatchAnswers:
-        """For each click in order, :meth:`learn_one` (where ``learn[t]``) and then
-        :meth:`recommend` with the history ``hist[hoff[t] : hoff[t] + hlen[t]]``: the same lists,
-        the same state after, once each click's :meth:`BatchAnswers.take` has run, in order.
-
-        Two halves (:meth:`plan_batch`, then :meth:`run_batch`), so a caller can run the second,
-        compiled and without the GIL, on another thread while it finishes the previous answers:
-        the index's array work and the queries of whole runs of clicks are one call
-        (:func:`~stream.models.knn_kernel.learn_query_batch`); the popularity counts and the
-        fill of short lists are left to ``take``. Needs :attr:`batches`.
-
-        >>> from stream.models import make_model
-        >>> m = make_model("vstan")
-        >>> clicks = [(1, 10), (1, 11), (2, 10), (2, 11), (3, 10)]
-        >>> answers = m.learn_recommend_batch(
-        ...     [s for s, _ in clicks], [i for _, i in clicks], [1.0, 2.0, 3.0, 4.0, 5.0], [True] * 5,
-        ...     np.array([10, 10, 11, 10, 10, 11, 10]), np.array([0, 1, 3, 4, 6]), np.array([1, 2, 1, 2, 1]), 20)
-        >>> [answers.take()[0][:1] for _ in clicks][-1]
-        [11]
-        """
-        return self.run_batch(self.plan_batch(keys, items, timestamps, learn, hist, hoff, hlen, k))
 
     def plan_batch(
         self,
@@ -888,14 +844,30 @@ class KNNModel(SessionModel):
         hlen: np.ndarray,
         k: int,
     ) -> BatchPlan:
-        """The Python half of :meth:`learn_recommend_batch`: the index's bookkeeping of the clicks
-        up to the first that evicts a session (:meth:`SessionIndex.plan_batch`) and every
-        capacity their writes need. Nothing else may touch the model until :meth:`run_batch`
-        has returned."""
+        """For each click in order, :meth:`learn_one` (where ``learn[t]``) and then
+        :meth:`recommend` with the history ``hist[hoff[t] : hoff[t] + hlen[t]]``, in two halves:
+        this one, in Python, does the index's bookkeeping of the clicks up to the first that
+        evicts a session (:meth:`SessionIndex.plan_batch`) and grows every capacity their writes
+        need; :meth:`run_batch` then does the index's array work and the queries of whole runs of
+        clicks in one compiled call without the GIL (a caller may run it on another thread while
+        it finishes the previous answers; nothing else may touch the model meanwhile). The
+        popularity counts and the fill of short lists are left to :meth:`BatchAnswers.take`,
+        called once per click in order: then the lists and the state are those of the per-click
+        calls. Needs :attr:`batches`.
+
+        >>> from stream.models import make_model
+        >>> m = make_model("vstan")
+        >>> clicks = [(1, 10), (1, 11), (2, 10), (2, 11), (3, 10)]
+        >>> answers = m.run_batch(m.plan_batch(
+        ...     [s for s, _ in clicks], [i for _, i in clicks], [1.0, 2.0, 3.0, 4.0, 5.0], [True] * 5,
+        ...     np.array([10, 10, 11, 10, 10, 11, 10]), np.array([0, 1, 3, 4, 6]), np.array([1, 2, 1, 2, 1]), 20))
+        >>> [answers.take()[0][:1] for _ in clicks][-1]
+        [11]
+        """
         if self._cold:
             self.warm_up()
         if self._fused is None or self._kernel is None:
-            raise RuntimeError("learn_recommend_batch needs the fused kNN kernel (see .batches)")
+            raise RuntimeError("plan_batch needs the fused kNN kernel (see .batches)")
         plan = BatchPlan(keys, items, timestamps, learn, hist, hoff, hlen, k)
         self._plan_part(plan)
         return plan
@@ -906,8 +878,8 @@ class KNNModel(SessionModel):
         self._item_buffers(max(ix._n_items, plan.need))
 
     def run_batch(self, plan: BatchPlan) -> BatchAnswers:
-        """The compiled half of :meth:`learn_recommend_batch` (and the planning of any run after
-        an eviction)."""
+        """The compiled half of :meth:`plan_batch`'s clicks (and the planning of any run after an
+        eviction)."""
         ix, kern, spec = self.index, self._kernel, self._fused
         assert kern is not None and spec is not None
         drop = self._drop_seen()
@@ -1005,7 +977,7 @@ class _Query:
 
 
 class BatchPlan:
-    """One :meth:`KNNModel.learn_recommend_batch` call's inputs, arrays and outputs."""
+    """One :meth:`KNNModel.plan_batch` / :meth:`KNNModel.run_batch` pair's inputs, arrays and outputs."""
 
     __slots__ = ("keys", "items", "timestamps", "learn", "hist", "hoff", "hlen", "k", "its", "tss", "rec",
                  "need", "out", "out_n", "ticks", "lo", "hi", "part")
@@ -1027,7 +999,7 @@ class BatchPlan:
 
 
 class BatchAnswers:
-    """The compiled half of :meth:`KNNModel.learn_recommend_batch`, completed click by click.
+    """The answers of :meth:`KNNModel.run_batch`, completed click by click.
 
     :meth:`take`, called once per click in click order, does what the compiled call left out of
     :meth:`~KNNModel.learn_one` and :meth:`~KNNModel.recommend`: the popularity counts learn the

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from time import perf_counter, sleep
 from typing import Any
 
 import numba
@@ -729,8 +730,6 @@ _TICK_SECONDS: list[float] = []
 def tick_seconds() -> float:
     """Seconds per tick of :func:`_cycles`, measured once against ``perf_counter`` (20 ms)."""
     if not _TICK_SECONDS:
-        from time import perf_counter, sleep
-
         c0, t0 = _now_ticks(), perf_counter()
         sleep(0.02)
         c1, t1 = _now_ticks(), perf_counter()
