@@ -505,6 +505,25 @@ def test_histogram_threshold_equals_quickselect() -> None:
             assert k._threshold_hist(x, x.size, r, lo, hi) == k._threshold(x, r)
 
 
+def test_similarity_buckets_are_monotone_and_bound_their_values() -> None:
+    """The neighbours' bound buckets similarities by their top 16 bits: in value order, and each
+    bucket's lower edge at most its values (so the k-th best's edge is a lower bound)."""
+    from stream.models.knn_index import load_kernel
+
+    k = load_kernel()
+    if k is None:
+        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+    rng = np.random.default_rng(1)
+    x = np.sort(np.concatenate([
+        np.exp(rng.uniform(-50, 16, 5000)), -rng.random(50), [0.0, 5e-324, 2.0**-60, 2.0**20, 1e30, np.inf],
+    ]))  # fmt: skip
+    b = np.array([k._bucket(v) for v in x])
+    assert (np.diff(b) >= 0).all() and b.min() == 0 and b.max() == k._NB - 1
+    for v, bv in zip(x, b, strict=True):
+        if bv > 0:
+            assert k._bucket_edge(bv) <= v and k._bucket(k._bucket_edge(bv)) == bv
+
+
 @pytest.mark.parametrize(
     "name,params",
     [

@@ -72,6 +72,48 @@ def _cycles(typingctx: Any) -> Any:
     return types.int64(), codegen
 
 
+_KEY_LO = 0x3C30  # the top 16 bits of 2.0**-60: sign, exponent and 4 bits of mantissa
+_NB = 0x4130 - _KEY_LO  # buckets from 2**-60 to 2**20, sixteen per binade
+_DEN = 128  # session sizes whose similarity denominator is looked up
+
+
+def _bucket(v: float) -> int:
+    """A bucket of ``v`` that is monotone in ``v``: the top 16 bits of its IEEE 754 form (sign,
+    exponent, 4 mantissa bits) from :data:`_KEY_LO`; below 2**-60 (and <= 0) in bucket 0, from
+    2**20 up in the last."""
+    b = (_f2i(v) >> 48) - _KEY_LO
+    if b < 0:
+        return 0
+    if b >= _NB:
+        return _NB - 1
+    return b
+
+
+def _bucket_edge(b: int) -> float:
+    """The smallest value of bucket ``b`` > 0 (:func:`_bucket`)."""
+    return _i2f((b + _KEY_LO) << 48)
+
+
+@intrinsic
+def _f2i(typingctx: Any, x: Any) -> Any:
+    """The bits of a float64 as an int64."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _i2f(typingctx: Any, x: Any) -> Any:
+    """The float64 of an int64's bits."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
 def _worse(a1: float, b1: float, c1: int, a2: float, b2: float, c2: int) -> bool:
     """Key 1 < key 2 in the order (a, b, c), all descending-is-better."""
     if a1 != a2:
@@ -307,41 +349,54 @@ def _neighbours(
     # (similarity, time, slot) with a min-heap of size k, scanned from the most recently posted
     # candidates (which tend to be the most similar, so it rarely changes). With STAN's recency
     # decay (a factor <= 1 for a time not after the query's, at most `late` for one after it), k
-    # candidates keep at least (k-th best similarity before the decay) * (the smallest decay): a
-    # candidate whose similarity before its decay, times its largest possible decay, is below that
-    # cannot be among the k, and neither can one below the heap's root once it is full; their
-    # decay is not computed. Later candidates are common in a worker: a poll returns each
+    # candidates keep at least (k-th best similarity before the decay) * (the smallest decay), and
+    # so at least (the lower edge of its bucket) * (the smallest decay): a candidate whose
+    # similarity before its decay, times its largest possible decay, is below that cannot be among
+    # the k, and neither can one below the heap's root once it is full; their decay is not
+    # computed. Later candidates are common in a worker: a poll returns each
     # partition's records in turn, so the clicks of one partition are learnt before earlier ones
     # of the next
     sims = np.empty(n, dtype=np.float64)
-    p_lo = np.inf
-    p_hi = -np.inf
-    for j in range(n):
-        li = ov[j]
-        la = float(n_unique[slots[j]])
-        if sim_kind == 0:  # SKNN jaccard / tanimoto
-            v = li / (la + sa - li)
-        elif sim_kind == 1:  # SKNN cosine (session-rec's, times |s|)
-            v = li / math.sqrt(la) * math.sqrt(sa)
-        elif sim_kind == 2:  # SKNN binary
-            v = 2.0 * li / (2.0 * li + la + sa)
-        elif sim_kind == 3:  # V-SKNN vec
-            v = li / sa
-        else:  # weighted cosine (STAN, VSTAN, V-SKNN cosine), before the recency decay
-            v = li / (sa * math.sqrt(la))
-        sims[j] = v
-        if v < p_lo:
-            p_lo = v
-        if v > p_hi:
-            p_hi = v
     decay = sim_kind == 4 and sb > 0.0
+    if sim_kind == 4:  # weighted cosine (STAN, VSTAN, V-SKNN cosine), before the recency decay
+        # the denominators sa * sqrt(|s|) looked up for the usual session sizes (same expression,
+        # same bits), and the similarities counted by binade sixteenths (:func:`_bucket`) for the
+        # bound below
+        den = np.empty(_DEN, dtype=np.float64)
+        for x in range(_DEN):
+            den[x] = sa * math.sqrt(float(x))
+        counts = np.zeros(_NB, dtype=np.int32)
+        for j in range(n):
+            x = n_unique[slots[j]]
+            v = ov[j] / (den[x] if x < _DEN else sa * math.sqrt(float(x)))
+            sims[j] = v
+            counts[_bucket(v)] += 1
+    else:
+        for j in range(n):
+            li = ov[j]
+            la = float(n_unique[slots[j]])
+            if sim_kind == 0:  # SKNN jaccard / tanimoto
+                v = li / (la + sa - li)
+            elif sim_kind == 1:  # SKNN cosine (session-rec's, times |s|)
+                v = li / math.sqrt(la) * math.sqrt(sa)
+            elif sim_kind == 2:  # SKNN binary
+                v = 2.0 * li / (2.0 * li + la + sa)
+            else:  # V-SKNN vec
+                v = li / sa
+            sims[j] = v
     bound = -np.inf
     late = 1.0  # the largest decay of a candidate later than the query (> 1), with a margin
     if decay and t_hi > ts:
         late = math.exp((t_hi - ts) / sb) * (1.0 + 1e-9)
-    if decay and n > k and p_lo > 0.0:
-        kth, _, _ = _threshold_hist(sims, n, n - k, p_lo, p_hi)
-        bound = kth * math.exp(-(ts - t_lo) / sb) * (1.0 - 1e-9) / late  # margin for exp's rounding
+    if decay and n > k:  # the k-th best similarity is at least its bucket's lower edge
+        cum = 0
+        b = _NB - 1
+        while cum + counts[b] < k:
+            cum += counts[b]
+            b -= 1
+        if b > 0:
+            kth = _bucket_edge(b)
+            bound = kth * math.exp(-(ts - t_lo) / sb) * (1.0 - 1e-9) / late  # margin for exp's rounding
     heap = np.empty(min(k, n), dtype=np.int64)
     hs = heap.size
     h = 0
@@ -511,6 +566,8 @@ _sift_down = _jit(_sift_down)
 _kth = _jit(_kth)
 _threshold = _jit(_threshold)
 _threshold_hist = _jit(_threshold_hist)
+_bucket = _jit(_bucket)
+_bucket_edge = _jit(_bucket_edge)
 _heap_select = _jit(_heap_select)
 neighbours = _jit(_neighbours)
 item_scores = _jit(_item_scores)
