@@ -69,6 +69,14 @@ class WorkerSettings:
         return self.dead_letter_topic or f"{self.topic}.dlq"
 
 
+def _timed(fn: Any, plan: Any, seconds: list[float]) -> Any:
+    """``fn(plan)``, its duration appended to ``seconds`` (on the second thread)."""
+    t0 = time.perf_counter()
+    out = fn(plan)
+    seconds.append(time.perf_counter() - t0)
+    return out
+
+
 @dataclass
 class _Pending:
     """A poll's run whose compiled half (the model's ``run_batch``: the index's array work and
@@ -84,6 +92,46 @@ class _Pending:
     done: list[tuple[TopicPartition, int, int]]
     keys: list[Any]
     parts: list[int | None]
+    share: float = 0.0  # of its queries the main thread computed (:class:`SplitSteer`)
+    main_s: float = 0.0  # the main thread's time on them
+    submitted: float = 0.0  # when the compiled half was handed to the second thread
+    second_s: list[float] = field(default_factory=list)  # the second thread's time on it
+    waited: float = 0.0  # the main thread's time waiting for it
+
+
+class SplitSteer:
+    """The share of a pipelined run's queries the main thread computes itself, on a copy of the
+    index, after finishing the previous run (``split_batch``), steered so that both threads are
+    busy for the same time.
+
+    With ``Q`` both threads' time on a run's queries and ``O`` the main thread's other work in its
+    cycle (finishing the previous run, polling, decoding, planning), the balance is
+    ``O + share * Q = (1 - share) * Q``. ``Q`` and ``O`` are averaged over the last runs
+    (exponentially, weight ``alpha``): a cycle finishes one run and plans another, of other
+    sizes.
+
+    >>> s = SplitSteer()
+    >>> for _ in range(30):  # queries 70 us a click, 30 us of other work on the main thread
+    ...     s.update(second_s=70 * (1 - s.share), main_s=70 * s.share, cycle_s=30 + 70 * s.share, waited_s=0)
+    >>> round(s.share, 2)
+    0.29
+    """
+
+    def __init__(self, share: float = 0.25, max_share: float = 0.6, alpha: float = 0.2) -> None:
+        self.share = share
+        self.max_share = max_share
+        self.alpha = alpha
+        self._q = self._o = 0.0
+
+    def update(self, second_s: float, main_s: float, cycle_s: float, waited_s: float) -> None:
+        """One run's times: the second thread's and the main thread's on its queries, the main
+        thread's cycle (from handing it over to the next hand-over) and how long it waited."""
+        a = self.alpha if self._q > 0.0 else 1.0
+        self._q += a * (second_s + main_s - self._q)
+        self._o += a * (max(0.0, cycle_s - main_s - waited_s) - self._o)
+        if self._q > 0.0:
+            target = (self._q - self._o) / (2.0 * self._q)
+            self.share = min(self.max_share, max(0.0, target))
 
 
 @dataclass
@@ -153,6 +201,8 @@ class Worker:
         self.last_batch_at = 0.0
         self._pending: _Pending | None = None
         self._thread: ThreadPoolExecutor | None = None  # the model half of a pipelined poll
+        self._steer = SplitSteer()  # the share of its queries the main thread computes
+        self._shadow: Any = None  # the index copy those queries read (knn_index.IndexShadow)
         self._producer: Any = None
 
     # -- control ------------------------------------------------------------------------------
@@ -321,15 +371,49 @@ class Worker:
         run = proc.plan(events)  # the session store's half, while the previous run computes
         prev = self._pending
         if prev is not None:
-            prev.future.result()  # its compiled half is done: the model is free
-        future = self._thread.submit(model.run_batch, run.plan_model(model))
+            self._wait(prev)  # its compiled half is done: the model is free
+            if prev.second_s:
+                self._steer.update(sum(prev.second_s), prev.main_s, time.perf_counter() - prev.submitted,
+                                   prev.waited)  # fmt: skip
+        plan = run.plan_model(model)
+        rest = self._split(model, plan)
+        second_s: list[float] = []
+        submitted = time.perf_counter()
+        future = self._thread.submit(_timed, model.run_batch, plan, second_s)
         self._drain()  # the previous run, meanwhile
+        main_s = 0.0
         if proc.model is not model:  # its finish swapped the model (retraining): this run again
             future.result()
             model = proc.model
             future = Future()
             future.set_result(run.learn_recommend(model))
-        self._pending = _Pending(run, model, future, done, keys, parts)
+            rest = None
+        elif rest is not None:
+            t0 = time.perf_counter()
+            rest()  # this run's last queries, on the copy, while the second thread does the others
+            main_s = time.perf_counter() - t0
+        self._pending = _Pending(run, model, future, done, keys, parts, self._steer.share if rest else 0.0, main_s,
+                                 submitted, second_s)  # fmt: skip
+
+    @staticmethod
+    def _wait(p: _Pending) -> Any:
+        """The pending run's compiled half, waited for (the time counted in ``p.waited``)."""
+        if p.future.done():
+            return p.future.result()
+        t0 = time.perf_counter()
+        out = p.future.result()
+        p.waited += time.perf_counter() - t0
+        return out
+
+    def _split(self, model: Any, plan: Any) -> Any:
+        """The part of the run's queries this thread computes (``model.split_batch``), if any."""
+        if self._steer.share <= 0.0 or not hasattr(model, "split_batch"):
+            return None
+        if self._shadow is None:
+            from stream.models.knn_index import IndexShadow
+
+            self._shadow = IndexShadow()
+        return model.split_batch(plan, self._steer.share, self._shadow)
 
     def _drain(self) -> None:
         """Finish the pipelined run, if any: the core's per-click finish, publish, advance."""
@@ -337,7 +421,7 @@ class Worker:
         if p is None:
             return
         self._pending = None
-        lists = self.processor.finish(p.run, p.model, p.future.result())
+        lists = self.processor.finish(p.run, p.model, self._wait(p))
         self._publish(p.run.events, p.keys, p.parts, lists)
         for tp, offset, n in p.done:
             self.ckpt.advance(tp, offset, n)

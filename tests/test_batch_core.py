@@ -70,6 +70,43 @@ def test_batch_equals_click_by_click(model: str, tight: bool) -> None:
         assert a.model.index.n_sessions_seen > a.model.index.max_sessions
 
 
+@pytest.mark.parametrize("model", ["vstan", "stan", "sknn", "vsknn"])
+@pytest.mark.parametrize("caps", ["defaults", "item-cap"])
+def test_split_run_equals_whole(model: str, caps: bool) -> None:
+    """A run whose last queries another caller computes on a copy of the index
+    (``split_batch``, the pipelined worker's main thread) gives the lists and state of
+    ``process``, whatever the share; with a small item cap, posting lists are cut within runs."""
+    from stream.models.knn_index import IndexShadow
+
+    events = _events(6_000, seed=11)
+    kw = {"max_item_sessions": 40} if caps == "item-cap" else {}
+
+    def proc() -> ClickProcessor:
+        mon = DriftMonitor(reference_events=2000, warmup=500, on_drift="retrain", buffer_events=2000)
+        p = ClickProcessor(make_model(model, **kw), monitor=mon)
+        mon.attach(p)
+        return p
+
+    a, b = proc(), proc()
+    one = [a.process(e) for e in events]
+    many: list[list[int]] = []
+    shadow, rng, splits = IndexShadow(), np.random.default_rng(0), 0
+    for chunk in chunked(events, 500):
+        run = b.plan(chunk)
+        m = b.model
+        plan = run.plan_model(m)
+        rest = m.split_batch(plan, float(rng.uniform(0.1, 0.9)), shadow, min_clicks=1)
+        answers = m.run_batch(plan)
+        if rest is not None:
+            rest()
+            splits += 1
+        many.extend(b.finish(run, m, answers))
+    assert splits == 12
+    assert many == one
+    assert _state(b) == _state(a)
+    assert a.monitor.retrains >= 1
+
+
 def test_batch_without_learning_and_without_monitor() -> None:
     events = _events(3_000, seed=9)
     warm = events[:1_500]
@@ -121,9 +158,10 @@ def test_batch_latency_is_per_click() -> None:
 
 
 @pytest.mark.broker
-def test_pipelined_worker_equals_click_by_click(broker, unique) -> None:
-    """The real worker on the embedded broker (second thread on, small polls, a retraining swap
-    mid-stream, malformed messages in between) publishes exactly the lists of ``process``."""
+def test_pipelined_worker_equals_click_by_click(broker, unique, monkeypatch) -> None:
+    """The real worker on the embedded broker (second thread on, its main thread computing a
+    share of each run's queries, small polls, a retraining swap mid-stream, malformed messages in
+    between) publishes exactly the lists of ``process``."""
     import orjson
 
     from stream import kafka_io
@@ -142,12 +180,24 @@ def test_pipelined_worker_equals_click_by_click(broker, unique) -> None:
     prod.close()
     produce_events(cfg, topic, events[3_000:], show_progress=False)
 
+    from stream.models.knn_index import KNNModel
+
+    splits = []
+    split_batch = KNNModel.split_batch
+
+    def counted(self, *a, **kw):  # type: ignore[no-untyped-def]
+        rest = split_batch(self, *a, **kw)
+        splits.append(rest is not None)
+        return rest
+
+    monkeypatch.setattr(KNNModel, "split_batch", counted)
     served = _processor("vstan", False)
     worker = Worker(WorkerSettings(
         client=cfg, topic=topic, group=f"g-{unique}", recommendations_topic=recs, max_events=len(events) + 2,
         consumer_overrides={"session_timeout_ms": 6000, "max_poll_records": 400}), served)
     summary = worker.run()
     assert worker._thread is not None  # the pipelined path ran
+    assert any(splits)  # and the main thread computed some of the queries
     assert (summary.events_processed, summary.events_invalid) == (len(events), 2)
 
     ref = _processor("vstan", False)

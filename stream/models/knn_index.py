@@ -55,7 +55,7 @@ import logging
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from time import perf_counter
 from types import ModuleType
 
@@ -879,28 +879,89 @@ class KNNModel(SessionModel):
 
     def run_batch(self, plan: BatchPlan) -> BatchAnswers:
         """The compiled half of :meth:`plan_batch`'s clicks (and the planning of any run after an
-        eviction)."""
-        ix, kern, spec = self.index, self._kernel, self._fused
-        assert kern is not None and spec is not None
-        drop = self._drop_seen()
-        its, tss, rec, hoff, hlen, out, out_n, ticks = (plan.its, plan.tss, plan.rec, plan.hoff, plan.hlen,
-                                                        plan.out, plan.out_n, plan.ticks)
+        eviction), but the queries :meth:`split_batch` handed to another caller."""
+        ix, kern = self.index, self._kernel
+        assert kern is not None
         n = len(plan.keys)
         while True:
-            lo, hi = plan.lo, plan.hi
-            slots, js, cs, new, lrn, exclude, nss = plan.part
-            ix._n_items = kern.learn_query_batch(
-                slots, its[lo:hi], tss[lo:hi], js, cs, new, lrn, rec[lo:hi], exclude, nss, plan.hist,
-                hoff[lo:hi], hlen[lo:hi], spec[0], spec[1], ix._pstart, ix._plen, ix._pflat, ix._n_items,
-                ix.time, ix.n_unique, ix.mark, self.sample_size, self.k, spec[2], spec[3], ix._start,
-                ix._flat, self._lp, spec[4], spec[5], spec[6], drop, self._acc, self._imark, ix.events,
-                spec[7], ix.max_item_sessions, out[lo:hi], out_n[lo:hi], ticks[lo:hi],
-            )  # fmt: skip
-            if hi >= n:
+            rec = plan.rec[plan.lo : plan.hi] if plan.rec_first is None else plan.rec_first
+            plan.rec_first = None
+            ix._n_items = self._learn_query(plan, rec, self._written(), plan.lo, plan.hi, plan.part, ix._n_items)
+            if plan.hi >= n:
                 break
-            plan.lo = hi
+            plan.lo = plan.hi
             self._plan_part(plan)
-        return BatchAnswers(self, plan, ticks * kern.tick_seconds())
+        return BatchAnswers(self, plan, kern.tick_seconds())
+
+    def split_batch(
+        self, plan: BatchPlan, share: float, shadow: IndexShadow, min_clicks: int = 64
+    ) -> Callable[[], None] | None:
+        """Hand the last ``share`` of a one-run plan's queries to a second caller, to compute
+        while :meth:`run_batch` (on another thread) does the rest: returns the call that computes
+        them, or ``None`` if the plan is too short to split or has several runs (an eviction).
+
+        The call learns the run's clicks on ``shadow``, a copy of the index's written arrays taken
+        now (before :meth:`run_batch` starts), and answers its queries from it in the same
+        compiled call: its lists are those :meth:`run_batch` would have given. Both must be done
+        before the answers are taken.
+
+        >>> from stream.models import make_model
+        >>> clicks = [(s % 7, (s * s) % 11) for s in range(100)]
+        >>> def plan(m):
+        ...     items = [i for _, i in clicks]
+        ...     return m.plan_batch([s for s, _ in clicks], items, list(map(float, range(100))), [True] * 100,
+        ...                         np.array(items), np.arange(100), np.ones(100, dtype=np.int64), 20)
+        >>> m = make_model("vstan")
+        >>> p = plan(m)
+        >>> rest = m.split_batch(p, 0.4, IndexShadow(), min_clicks=8)
+        >>> answers = m.run_batch(p)  # (on another thread, in a worker)
+        >>> rest()
+        >>> lists = [answers.take()[0] for _ in clicks]
+        >>> m2 = make_model("vstan")
+        >>> answers2 = m2.run_batch(plan(m2))
+        >>> lists == [answers2.take()[0] for _ in clicks]
+        True
+        """
+        lo, hi = plan.lo, plan.hi
+        cut = hi - int(share * (hi - lo))
+        if lo != 0 or hi != len(plan.keys) or cut >= hi or hi - cut < min_clicks:
+            return None
+        rec = plan.rec[lo:hi]
+        plan.rec_first = rec.copy()
+        plan.rec_first[cut - lo :] = False
+        theirs = rec.copy()
+        theirs[: cut - lo] = False
+        arrays = shadow.of(self._written())
+        part, n_items = plan.part, self.index._n_items
+
+        def rest() -> None:
+            self._learn_query(plan, theirs, arrays, lo, hi, part, n_items)
+
+        return rest
+
+    def _written(self) -> tuple[np.ndarray, ...]:
+        """The arrays of a compiled batch call, in its order: the index's (posting starts and
+        lengths, postings, times, sizes, marker, segment starts, segments), the per-item scratch
+        (last positions, sums, marks) and the item counts; :meth:`IndexShadow.of` copies them."""
+        ix = self.index
+        return (ix._pstart, ix._plen, ix._pflat, ix.time, ix.n_unique, ix.mark, ix._start, ix._flat, self._lp,
+                self._acc, self._imark, ix.events)  # fmt: skip
+
+    def _learn_query(self, plan: BatchPlan, rec: np.ndarray, arrays: tuple[np.ndarray, ...], lo: int, hi: int,
+                     part: tuple[np.ndarray, ...], n_items: int) -> int:
+        """One compiled call over the clicks ``lo .. hi`` of ``plan`` (its run ``part``), the
+        queries where ``rec``, on ``arrays`` (:meth:`_written`); returns the new ``n_items``."""
+        kern, spec = self._kernel, self._fused
+        assert kern is not None and spec is not None
+        pstart, plen, pflat, time, n_unique, mark, start, flat, lp, acc, imark, events = arrays
+        slots, js, cs, new, lrn, exclude, nss = part
+        return kern.learn_query_batch(  # type: ignore[no-any-return]
+            slots, plan.its[lo:hi], plan.tss[lo:hi], js, cs, new, lrn, rec, exclude, nss, plan.hist,
+            plan.hoff[lo:hi], plan.hlen[lo:hi], spec[0], spec[1], pstart, plen, pflat, n_items, time, n_unique,
+            mark, self.sample_size, self.k, spec[2], spec[3], start, flat, lp, spec[4], spec[5], spec[6],
+            self._drop_seen(), acc, imark, events, spec[7], self.index.max_item_sessions, plan.out[lo:hi],
+            plan.out_n[lo:hi], plan.ticks[lo:hi],
+        )  # fmt: skip
 
     def _fill(self, recs: list[int], k: int, seen: Collection[int]) -> list[int]:
         """``recs`` completed to ``k`` items with the most popular ones (not ``seen`` if the model
@@ -976,11 +1037,36 @@ class _Query:
         return lp[items]
 
 
+_SCRATCH = (5, 8, 9, 10)  # KNNModel._written's marker and per-item scratch
+
+
+class IndexShadow:
+    """Reusable copies of the arrays a batch call writes, and zeroed scratch, for a second
+    caller computing part of a run's queries (:meth:`KNNModel.split_batch`)."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[int, np.ndarray] = {}
+
+    def of(self, arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        """:meth:`KNNModel._written`'s arrays for the second caller: the marker and the per-item
+        scratch (zero between calls) as zeros of their shapes, the others copied now."""
+        out = []
+        for i, a in enumerate(arrays):
+            zero = i in _SCRATCH
+            b = self._bufs.get(i)
+            if b is None or b.shape != a.shape or b.dtype != a.dtype:
+                b = self._bufs[i] = np.zeros_like(a) if zero else np.empty_like(a)
+            if not zero:
+                np.copyto(b, a)
+            out.append(b)
+        return tuple(out)
+
+
 class BatchPlan:
     """One :meth:`KNNModel.plan_batch` / :meth:`KNNModel.run_batch` pair's inputs, arrays and outputs."""
 
     __slots__ = ("keys", "items", "timestamps", "learn", "hist", "hoff", "hlen", "k", "its", "tss", "rec",
-                 "need", "out", "out_n", "ticks", "lo", "hi", "part")
+                 "need", "out", "out_n", "ticks", "lo", "hi", "part", "rec_first")
 
     def __init__(self, keys: Sequence[int], items: Sequence[int], timestamps: Sequence[float],
                  learn: Sequence[bool], hist: np.ndarray, hoff: np.ndarray, hlen: np.ndarray, k: int) -> None:
@@ -996,6 +1082,7 @@ class BatchPlan:
         self.ticks = np.zeros(n, dtype=np.int64)
         self.lo = self.hi = 0
         self.part: tuple[np.ndarray, ...] = ()
+        self.rec_first: np.ndarray | None = None  # the first part's queries, if some were split off
 
 
 class BatchAnswers:
@@ -1009,24 +1096,33 @@ class BatchAnswers:
     """
 
     __slots__ = ("model", "k", "items", "timestamps", "learn", "hist", "hoff", "hlen", "out", "out_n",
-                 "seconds", "_t")
+                 "seconds", "_t")  # out and seconds: the plan and the tick length until the first take
 
-    def __init__(self, model: KNNModel, plan: BatchPlan, seconds: np.ndarray) -> None:
+    def __init__(self, model: KNNModel, plan: BatchPlan, tick: float) -> None:
         self.model = model
         self.k = plan.k
         self.items = plan.items
         self.timestamps = plan.timestamps
         self.learn = plan.learn
         self.hist = plan.hist
+        self.out = plan
+        self.seconds = tick
+        self._t = 0
+
+    def _read(self) -> None:
+        """The plan's outputs as lists, at the first :meth:`take` (a split run's other half is
+        written by then)."""
+        plan: BatchPlan = self.out
         self.hoff = plan.hoff.tolist()
         self.hlen = plan.hlen.tolist()
-        self.out = plan.out
         self.out_n = plan.out_n.tolist()
-        self.seconds = seconds.tolist()
-        self._t = 0
+        self.seconds = (plan.ticks * self.seconds).tolist()
+        self.out = plan.out
 
     def take(self) -> tuple[list[int], float]:
         t = self._t
+        if t == 0:
+            self._read()
         self._t = t + 1
         m, k = self.model, self.k
         pop = m._pop
