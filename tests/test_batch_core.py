@@ -18,7 +18,7 @@ from stream.synthetic import SyntheticStream
 
 def _processor(model: str, tight: bool, learn: bool = True, monitor: bool = True) -> ClickProcessor:
     if tight:  # every cap hit: store TTL and LRU, history length, index sessions / items, item cap
-        m = make_model(model, max_sessions=150, max_session_items=4, max_item_sessions=40)
+        m = make_model(model, max_sessions=300, max_session_items=4, max_item_sessions=40)  # evicts 3 at once
         store = SessionStore(ttl_s=10.0, max_sessions=250, max_session_items=3)
         items = ItemIndex(max_items=300)
         mon = DriftMonitor(reference_events=1500, warmup=300, on_drift="retrain", buffer_events=1000)
@@ -71,15 +71,17 @@ def test_batch_equals_click_by_click(model: str, tight: bool) -> None:
 
 
 @pytest.mark.parametrize("model", ["vstan", "stan", "sknn", "vsknn"])
-@pytest.mark.parametrize("caps", ["defaults", "item-cap"])
-def test_split_run_equals_whole(model: str, caps: bool) -> None:
+@pytest.mark.parametrize("caps", ["defaults", "item-cap", "evictions"])
+def test_split_run_equals_whole(model: str, caps: str) -> None:
     """A run whose last queries another caller computes on a copy of the index
     (``split_batch``, the pipelined worker's main thread) gives the lists and state of
-    ``process``, whatever the share; with a small item cap, posting lists are cut within runs."""
+    ``process``, whatever the share; with a small item cap, posting lists are cut within runs;
+    with a small index, plans are cut into runs at evictions (the first one is split, the second
+    thread plans and runs the others meanwhile)."""
     from stream.models.knn_index import IndexShadow
 
     events = _events(6_000, seed=11)
-    kw = {"max_item_sessions": 40} if caps == "item-cap" else {}
+    kw = {"item-cap": {"max_item_sessions": 40}, "evictions": {"max_sessions": 200}}.get(caps, {})
 
     def proc() -> ClickProcessor:
         mon = DriftMonitor(reference_events=2000, warmup=500, on_drift="retrain", buffer_events=2000)
@@ -102,6 +104,8 @@ def test_split_run_equals_whole(model: str, caps: bool) -> None:
             splits += 1
         many.extend(b.finish(run, m, answers))
     assert splits == 12
+    if caps == "evictions":
+        assert a.model.index.n_sessions_seen > 3 * a.model.index.max_sessions
     assert many == one
     assert _state(b) == _state(a)
     assert a.monitor.retrains >= 1

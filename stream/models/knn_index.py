@@ -12,8 +12,9 @@ State, updated exactly on every click (``SessionIndex.add``, O(1) amortised):
 * per item: its event count, and the number of sessions seen, for IDF computed on demand as
   ``ln(#sessions / #events with i)`` (session-rec quirk Q3: the denominator counts events).
 
-Memory is bounded: at most ``max_sessions`` sessions (least recently active evicted first, their
-entries removed from the posting lists), at most ``max_session_items`` distinct items per session
+Memory is bounded: at most ``max_sessions`` sessions (when a new one would exceed it, the least
+recently active 1% are evicted at once, their entries removed from the posting lists: amortised,
+and a batch of clicks then runs on for hundreds of new sessions before the next eviction), at most ``max_session_items`` distinct items per session
 (later new items of a full session are ignored) and at most ``2 * max_item_sessions`` entries per
 posting list.
 
@@ -79,7 +80,8 @@ class SessionIndex:
     Parameters
     ----------
     max_sessions
-        Sessions kept; the least recently active one is evicted when a new one would exceed it.
+        Sessions kept; when a new one would exceed it, the least recently active
+        ``max(1, max_sessions // 100)`` are evicted.
     max_session_items
         Distinct items stored per session; new items of a full session are ignored.
     max_item_sessions
@@ -262,9 +264,8 @@ class SessionIndex:
         self._n_items = n_items  # the kernel raises it as the first entries land
 
     def _new_slot(self, session: int) -> int:
-        if len(self._slot) >= self.max_sessions:
-            old, _ = self._lru.popitem(last=False)
-            self._evict(old)
+        if len(self._slot) >= self.max_sessions:  # the least recently active 1%
+            self._evict([self._lru.popitem(last=False)[0] for _ in range(max(1, self.max_sessions // 100))])
         if self._free:
             slot = self._free.pop()
             self._keys[slot] = session
@@ -289,25 +290,31 @@ class SessionIndex:
         self._lru[slot] = None
         return slot
 
-    def _evict(self, slot: int) -> None:
+    def _evict(self, slots: list[int]) -> None:
+        """Forget the sessions in ``slots``: their posting entries (each list filtered once),
+        then their slots (freed for reuse)."""
         pflat, pstart, plen = self._pflat, self._pstart, self._plen
-        for item in self._items[slot]:
+        gone = np.zeros(len(self._keys), dtype=np.bool_)
+        gone[slots] = True
+        items = set().union(*(self._items[slot] for slot in slots))
+        for item in items:
             a = int(pstart[item])
             n = int(plen[item])
             live = pflat[a : a + n]
-            keep = live[live != slot]
+            keep = live[~gone[live]]
             if keep.size != n:
                 pflat[a : a + keep.size] = keep
                 plen[item] = keep.size
-        del self._slot[self._keys[slot]]
-        self._keys[slot] = -1
-        self._items[slot] = {}
-        self._clicks[slot] = 0
-        self._garbage += int(self._capa[slot])
-        self._capa[slot] = 0
-        self.n_unique[slot] = 0
-        self.time[slot] = -np.inf
-        self._free.append(slot)
+        for slot in slots:
+            del self._slot[self._keys[slot]]
+            self._keys[slot] = -1
+            self._items[slot] = {}
+            self._clicks[slot] = 0
+            self._garbage += int(self._capa[slot])
+            self._capa[slot] = 0
+            self.n_unique[slot] = 0
+            self.time[slot] = -np.inf
+            self._free.append(slot)
 
     def _relocate(self, slot: int, n: int) -> None:
         """Move a full segment to the tail with twice the room (compacting the store if needed)."""
@@ -896,14 +903,15 @@ class KNNModel(SessionModel):
     def split_batch(
         self, plan: BatchPlan, share: float, shadow: IndexShadow, min_clicks: int = 64
     ) -> Callable[[], None] | None:
-        """Hand the last ``share`` of a one-run plan's queries to a second caller, to compute
-        while :meth:`run_batch` (on another thread) does the rest: returns the call that computes
-        them, or ``None`` if the plan is too short to split or has several runs (an eviction).
+        """Hand the last ``share`` of the plan's queries to a second caller, to compute while
+        :meth:`run_batch` (on another thread) does the rest: returns the call that computes them,
+        or ``None`` if too few of them fall in the first run (a plan is cut into runs before each
+        click that evicts sessions).
 
-        The call learns the run's clicks on ``shadow``, a copy of the index's written arrays taken
-        now (before :meth:`run_batch` starts), and answers its queries from it in the same
-        compiled call: its lists are those :meth:`run_batch` would have given. Both must be done
-        before the answers are taken.
+        The call learns the first run's clicks on ``shadow``, a copy of the index's arrays taken
+        now (before :meth:`run_batch` starts), and answers the queries handed over from it in the
+        same compiled call: its lists are those :meth:`run_batch` would have given. Both must be
+        done before the answers are taken.
 
         >>> from stream.models import make_model
         >>> clicks = [(s % 7, (s * s) % 11) for s in range(100)]
@@ -923,8 +931,8 @@ class KNNModel(SessionModel):
         True
         """
         lo, hi = plan.lo, plan.hi
-        cut = hi - int(share * (hi - lo))
-        if lo != 0 or hi != len(plan.keys) or cut >= hi or hi - cut < min_clicks:
+        cut = max(lo, hi - int(share * (len(plan.keys) - lo)))
+        if lo != 0 or hi - cut < min_clicks:
             return None
         rec = plan.rec[lo:hi]
         plan.rec_first = rec.copy()
@@ -1041,8 +1049,8 @@ _SCRATCH = (5, 8, 9, 10)  # KNNModel._written's marker and per-item scratch
 
 
 class IndexShadow:
-    """Reusable copies of the arrays a batch call writes, and zeroed scratch, for a second
-    caller computing part of a run's queries (:meth:`KNNModel.split_batch`)."""
+    """Reusable copies of a batch call's arrays, and zeroed scratch, for a second caller
+    computing part of a run's queries (:meth:`KNNModel.split_batch`)."""
 
     def __init__(self) -> None:
         self._bufs: dict[int, np.ndarray] = {}
