@@ -4,7 +4,8 @@ One consumer-group member. The loop follows the at-least-once order of streaming
 process a batch -> flush what it produced (recommendations, dead letters) -> commit the next
 offsets. With a session-kNN model a batch's compiled learning and queries run on a second
 thread while the main thread takes the next poll (:class:`_Pending`), so its offsets are
-committed one poll later. The rebalance listener only records what changed (kafka-python 3.x
+committed one poll later; the main thread also answers a share of the batch's queries from a
+copy of the index (:class:`SplitSteer`). The rebalance listener only records what changed (kafka-python 3.x
 runs it on its IO thread, where blocking calls fail); the main loop acts on it.
 """
 
@@ -339,7 +340,8 @@ class Worker:
 
         For a model with a compiled batch path (``batches``) the run is pipelined: its model half
         goes to the second thread, and the previous poll's run is finished meanwhile
-        (:class:`_Pending`). Lists, state and figures are those of :meth:`ClickProcessor.process`
+        (:class:`_Pending`); then this thread answers the run's last queries from a copy of the
+        index (``split_batch``, a share steered by :class:`SplitSteer`). Lists, state and figures are those of :meth:`ClickProcessor.process`
         click by click (``tests/test_batch_core.py``); offsets are advanced only for finished runs."""
         rec_topic = self.s.recommendations_topic
         events: list[Any] = []
