@@ -5,8 +5,8 @@ process a batch -> flush what it produced (recommendations, dead letters) -> com
 offsets. With a session-kNN model a batch's compiled learning and queries run on a second
 thread while the main thread takes the next poll (:class:`_Pending`), so its offsets are
 committed one poll later; the main thread also answers a share of the batch's queries from a
-copy of the index (:class:`SplitSteer`). The rebalance listener only records what changed (kafka-python 3.x
-runs it on its IO thread, where blocking calls fail); the main loop acts on it.
+copy of the index (:class:`SplitSteer`). The rebalance listener only records what changed
+(kafka-python 3.x runs it on its IO thread, where blocking calls fail); the main loop acts on it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from stream.config import log_event
 from stream.core import ClickProcessor, Run
 from stream.events import Event, Invalid, decode
 from stream.http import HttpServer, Routes
+from stream.models.knn_index import IndexShadow
 
 log = logging.getLogger("streamrec.worker")
 
@@ -93,8 +94,7 @@ class _Pending:
     done: list[tuple[TopicPartition, int, int]]
     keys: list[Any]
     parts: list[int | None]
-    share: float = 0.0  # of its queries the main thread computed (:class:`SplitSteer`)
-    main_s: float = 0.0  # the main thread's time on them
+    main_s: float = 0.0  # the main thread's time on its share of the queries (:class:`SplitSteer`)
     submitted: float = 0.0  # when the compiled half was handed to the second thread
     second_s: list[float] = field(default_factory=list)  # the second thread's time on it
     waited: float = 0.0  # the main thread's time waiting for it
@@ -203,7 +203,7 @@ class Worker:
         self._pending: _Pending | None = None
         self._thread: ThreadPoolExecutor | None = None  # the model half of a pipelined poll
         self._steer = SplitSteer()  # the share of its queries the main thread computes
-        self._shadow: Any = None  # the index copy those queries read (knn_index.IndexShadow)
+        self._shadow = IndexShadow()  # the index copy those queries read
         self._producer: Any = None
 
     # -- control ------------------------------------------------------------------------------
@@ -341,8 +341,9 @@ class Worker:
         For a model with a compiled batch path (``batches``) the run is pipelined: its model half
         goes to the second thread, and the previous poll's run is finished meanwhile
         (:class:`_Pending`); then this thread answers the run's last queries from a copy of the
-        index (``split_batch``, a share steered by :class:`SplitSteer`). Lists, state and figures are those of :meth:`ClickProcessor.process`
-        click by click (``tests/test_batch_core.py``); offsets are advanced only for finished runs."""
+        index (``split_batch``, a share steered by :class:`SplitSteer`). Lists, state and figures
+        are those of :meth:`ClickProcessor.process` click by click (``tests/test_batch_core.py``);
+        offsets are advanced only for finished runs."""
         rec_topic = self.s.recommendations_topic
         events: list[Any] = []
         keys: list[Any] = []
@@ -394,8 +395,7 @@ class Worker:
             t0 = time.perf_counter()
             rest()  # this run's last queries, on the copy, while the second thread does the others
             main_s = time.perf_counter() - t0
-        self._pending = _Pending(run, model, future, done, keys, parts, self._steer.share if rest else 0.0, main_s,
-                                 submitted, second_s)  # fmt: skip
+        self._pending = _Pending(run, model, future, done, keys, parts, main_s, submitted, second_s)
 
     @staticmethod
     def _wait(p: _Pending) -> Any:
@@ -411,10 +411,6 @@ class Worker:
         """The part of the run's queries this thread computes (``model.split_batch``), if any."""
         if self._steer.share <= 0.0 or not hasattr(model, "split_batch"):
             return None
-        if self._shadow is None:
-            from stream.models.knn_index import IndexShadow
-
-            self._shadow = IndexShadow()
         return model.split_batch(plan, self._steer.share, self._shadow)
 
     def _drain(self) -> None:
