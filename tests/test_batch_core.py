@@ -18,7 +18,7 @@ from stream.synthetic import SyntheticStream
 
 def _processor(model: str, tight: bool, learn: bool = True, monitor: bool = True) -> ClickProcessor:
     if tight:  # every cap hit: store TTL and LRU, history length, index sessions / items, item cap
-        m = make_model(model, max_sessions=300, max_session_items=4, max_item_sessions=40)  # evicts 3 at once
+        m = make_model(model, max_sessions=300, max_session_items=4, max_item_sessions=40)  # evicts 15 at once
         store = SessionStore(ttl_s=10.0, max_sessions=250, max_session_items=3)
         items = ItemIndex(max_items=300)
         mon = DriftMonitor(reference_events=1500, warmup=300, on_drift="retrain", buffer_events=1000)

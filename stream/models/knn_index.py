@@ -13,8 +13,8 @@ State, updated exactly on every click (``SessionIndex.add``, O(1) amortised):
   ``ln(#sessions / #events with i)`` (session-rec quirk Q3: the denominator counts events).
 
 Memory is bounded: at most ``max_sessions`` sessions (when a new one would exceed it, the least
-recently active 1% are evicted at once, their entries removed from the posting lists: amortised,
-and a batch of clicks then runs on for hundreds of new sessions before the next eviction), at most ``max_session_items`` distinct items per session
+recently active 5% are evicted at once, their entries removed from the posting lists: amortised,
+and a batch of clicks then runs on for thousands of new sessions before the next eviction), at most ``max_session_items`` distinct items per session
 (later new items of a full session are ignored) and at most ``2 * max_item_sessions`` entries per
 posting list.
 
@@ -81,7 +81,7 @@ class SessionIndex:
     ----------
     max_sessions
         Sessions kept; when a new one would exceed it, the least recently active
-        ``max(1, max_sessions // 100)`` are evicted.
+        ``max(1, max_sessions // 20)`` (5%) are evicted.
     max_session_items
         Distinct items stored per session; new items of a full session are ignored.
     max_item_sessions
@@ -264,8 +264,8 @@ class SessionIndex:
         self._n_items = n_items  # the kernel raises it as the first entries land
 
     def _new_slot(self, session: int) -> int:
-        if len(self._slot) >= self.max_sessions:  # the least recently active 1%
-            self._evict([self._lru.popitem(last=False)[0] for _ in range(max(1, self.max_sessions // 100))])
+        if len(self._slot) >= self.max_sessions:  # the least recently active
+            self._evict([self._lru.popitem(last=False)[0] for _ in range(max(1, self.max_sessions // 20))])  # 5%
         if self._free:
             slot = self._free.pop()
             self._keys[slot] = session
