@@ -10,7 +10,9 @@ the halves the worker overlaps on two threads). What is measured is what runs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from time import perf_counter
 from typing import Any, Protocol
@@ -20,6 +22,7 @@ import numpy as np
 from stream.events import Event
 from stream.items import OVERFLOW, ItemIndex
 from stream.models.base import SessionModel
+from stream.models.knn_index import IndexShadow
 from stream.prequential import Prequential
 from stream.sessions import Session, SessionStore
 
@@ -196,6 +199,15 @@ class ClickProcessor:
         self.latency = LatencyRecorder()
         self.events = 0  # valid events applied to the state
         self._known = 0  # items the model has seen (the index only grows)
+        self._helper: tuple[ThreadPoolExecutor, IndexShadow, float] | None = None
+
+    def split_queries(self, share: float = 0.5) -> None:
+        """Let :meth:`process_batch` answer ``share`` of a run's queries on this thread (from a
+        copy of the index, ``split_batch``) while a second thread answers the rest, for models
+        that batch (the session-kNN family): the same lists and state, on two cores. Only on a
+        machine with more than one."""
+        if self._helper is None and (os.cpu_count() or 1) > 1:
+            self._helper = (ThreadPoolExecutor(1, thread_name_prefix="streamrec-queries"), IndexShadow(), share)
 
     def process(self, event: Event) -> list[int]:
         """Score, learn, recommend and monitor one click; returns the new top-k (item ints)."""
@@ -249,7 +261,15 @@ class ClickProcessor:
                 return [self.process(e) for e in events]
             return [self._one(e, t, on_click) for t, e in enumerate(events)]
         run = self.plan(events)
-        return self.finish(run, model, run.learn_recommend(model), on_click)
+        if self._helper is None or not hasattr(model, "split_batch"):
+            return self.finish(run, model, run.learn_recommend(model), on_click)
+        pool, shadow, share = self._helper
+        plan = run.plan_model(model)
+        rest = model.split_batch(plan, share, shadow)
+        answers = pool.submit(model.run_batch, plan)
+        if rest is not None:
+            rest()
+        return self.finish(run, model, answers.result(), on_click)
 
     def _one(self, event: Event, t: int, on_click: OnClick) -> list[int]:
         s = self.sessions.get(event.session_id)

@@ -344,6 +344,7 @@ def evaluate_stream(
     m, name = _build(model, params)
     proc = ClickProcessor(m, k=k, sessions=SessionStore(ttl_s=session_ttl,
                                                         max_session_items=max_session_items))
+    proc.split_queries()  # a kNN model's queries on two cores, as in the worker (same lists)
     stats = ListStats(k)
     counts: dict[int, float] = {}
     max_count = 0.0

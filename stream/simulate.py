@@ -45,6 +45,7 @@ def simulate(
     processor = ClickProcessor(model, k=k, sessions=sessions, items=items,
                                monitor=monitor if baselines is None else Tee(monitor, baselines))
     monitor.attach(processor)
+    processor.split_queries()  # a kNN model's queries on two cores, as in the worker (same lists)
     t0 = perf_counter()
     for chunk in chunked(events, BATCH_EVENTS):  # as a worker's polls: a run of clicks at a time
         processor.process_batch(chunk)

@@ -111,6 +111,20 @@ def test_split_run_equals_whole(model: str, caps: str) -> None:
     assert a.monitor.retrains >= 1
 
 
+def test_process_batch_on_two_threads_equals_click_by_click() -> None:
+    """``split_queries``: ``process_batch`` answers half of each run's queries on a second thread
+    (``evaluate`` and ``simulate`` use it): the lists and state of ``process``."""
+    events = _events(6_000, seed=13)
+    a, b = _processor("vstan", True), _processor("vstan", True)
+    b.split_queries()
+    one = [a.process(e) for e in events]
+    many: list[list[int]] = []
+    for chunk in chunked(events, 700):
+        many.extend(b.process_batch(chunk))
+    assert many == one
+    assert _state(b) == _state(a)
+
+
 def test_batch_without_learning_and_without_monitor() -> None:
     events = _events(3_000, seed=9)
     warm = events[:1_500]
