@@ -55,10 +55,15 @@ def _events(n: int, seed: int = 5) -> list[Event]:
 
 @pytest.mark.parametrize("model", ["vstan", "stan", "sknn", "vsknn"])
 @pytest.mark.parametrize("tight", [False, True], ids=["defaults", "tight-caps"])
-def test_batch_equals_click_by_click(model: str, tight: bool) -> None:
+@pytest.mark.parametrize("threads", [1, 2], ids=["one-thread", "split-queries"])
+def test_batch_equals_click_by_click(model: str, tight: bool, threads: int) -> None:
+    """``split-queries``: ``process_batch`` answers half of each run's queries on a second thread
+    (``split_queries``, as ``evaluate`` and ``simulate`` do)."""
     events = _events(6_000)
     a, b = _processor(model, tight), _processor(model, tight)
     assert b.model.batches
+    if threads == 2:
+        b.split_queries()
     one = [a.process(e) for e in events]
     many: list[list[int]] = []
     for chunk in chunked(events, 700):
@@ -109,20 +114,6 @@ def test_split_run_equals_whole(model: str, caps: str) -> None:
     assert many == one
     assert _state(b) == _state(a)
     assert a.monitor.retrains >= 1
-
-
-def test_process_batch_on_two_threads_equals_click_by_click() -> None:
-    """``split_queries``: ``process_batch`` answers half of each run's queries on a second thread
-    (``evaluate`` and ``simulate`` use it): the lists and state of ``process``."""
-    events = _events(6_000, seed=13)
-    a, b = _processor("vstan", True), _processor("vstan", True)
-    b.split_queries()
-    one = [a.process(e) for e in events]
-    many: list[list[int]] = []
-    for chunk in chunked(events, 700):
-        many.extend(b.process_batch(chunk))
-    assert many == one
-    assert _state(b) == _state(a)
 
 
 def test_batch_without_learning_and_without_monitor() -> None:
