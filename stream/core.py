@@ -261,11 +261,11 @@ class ClickProcessor:
                 return [self.process(e) for e in events]
             return [self._one(e, t, on_click) for t, e in enumerate(events)]
         run = self.plan(events)
-        if self._helper is None or not hasattr(model, "split_batch"):
+        if self._helper is None:
             return self.finish(run, model, run.learn_recommend(model), on_click)
         pool, shadow, share = self._helper
         plan = run.plan_model(model)
-        rest = model.split_batch(plan, share, shadow)
+        rest = model.split_batch(plan, share, shadow)  # type: ignore[attr-defined]
         answers = pool.submit(model.run_batch, plan)
         if rest is not None:
             rest()

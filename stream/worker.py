@@ -409,7 +409,7 @@ class Worker:
 
     def _split(self, model: Any, plan: Any) -> Any:
         """The part of the run's queries this thread computes (``model.split_batch``), if any."""
-        if self._steer.share <= 0.0 or not hasattr(model, "split_batch"):
+        if self._steer.share <= 0.0:
             return None
         return model.split_batch(plan, self._steer.share, self._shadow)
 

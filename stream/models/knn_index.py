@@ -893,7 +893,7 @@ class KNNModel(SessionModel):
         while True:
             rec = plan.rec[plan.lo : plan.hi] if plan.rec_first is None else plan.rec_first
             plan.rec_first = None
-            ix._n_items = self._learn_query(plan, rec, self._written(), plan.lo, plan.hi, plan.part, ix._n_items)
+            ix._n_items = self._learn_query(plan, rec, self._batch_arrays(), plan.lo, plan.hi, plan.part, ix._n_items)
             if plan.hi >= n:
                 break
             plan.lo = plan.hi
@@ -939,7 +939,7 @@ class KNNModel(SessionModel):
         plan.rec_first[cut - lo :] = False
         theirs = rec.copy()
         theirs[: cut - lo] = False
-        arrays = shadow.of(self._written())
+        arrays = shadow.of(self._batch_arrays())
         part, n_items = plan.part, self.index._n_items
 
         def rest() -> None:
@@ -947,10 +947,11 @@ class KNNModel(SessionModel):
 
         return rest
 
-    def _written(self) -> tuple[np.ndarray, ...]:
+    def _batch_arrays(self) -> tuple[np.ndarray, ...]:
         """The arrays of a compiled batch call, in its order: the index's (posting starts and
         lengths, postings, times, sizes, marker, segment starts, segments), the per-item scratch
-        (last positions, sums, marks) and the item counts; :meth:`IndexShadow.of` copies them."""
+        (last positions, sums, marks) and the per-item event counts; :meth:`IndexShadow.of`
+        copies them."""
         ix = self.index
         return (ix._pstart, ix._plen, ix._pflat, ix.time, ix.n_unique, ix.mark, ix._start, ix._flat, self._lp,
                 self._acc, self._imark, ix.events)  # fmt: skip
@@ -958,7 +959,7 @@ class KNNModel(SessionModel):
     def _learn_query(self, plan: BatchPlan, rec: np.ndarray, arrays: tuple[np.ndarray, ...], lo: int, hi: int,
                      part: tuple[np.ndarray, ...], n_items: int) -> int:
         """One compiled call over the clicks ``lo .. hi`` of ``plan`` (its run ``part``), the
-        queries where ``rec``, on ``arrays`` (:meth:`_written`); returns the new ``n_items``."""
+        queries where ``rec``, on ``arrays`` (:meth:`_batch_arrays`); returns the new ``n_items``."""
         kern, spec = self._kernel, self._fused
         assert kern is not None and spec is not None
         pstart, plen, pflat, time, n_unique, mark, start, flat, lp, acc, imark, events = arrays
@@ -1045,7 +1046,7 @@ class _Query:
         return lp[items]
 
 
-_SCRATCH = (5, 8, 9, 10)  # KNNModel._written's marker and per-item scratch
+_SCRATCH = (5, 8, 9, 10)  # KNNModel._batch_arrays' marker and per-item scratch
 
 
 class IndexShadow:
@@ -1056,7 +1057,7 @@ class IndexShadow:
         self._bufs: dict[int, np.ndarray] = {}
 
     def of(self, arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-        """:meth:`KNNModel._written`'s arrays for the second caller: the marker and the per-item
+        """:meth:`KNNModel._batch_arrays`' arrays for the second caller: the marker and the per-item
         scratch (zero between calls) as zeros of their shapes, the others copied now."""
         out = []
         for i, a in enumerate(arrays):
@@ -1103,8 +1104,8 @@ class BatchAnswers:
     measured inside the compiled call, plus the fill's).
     """
 
-    __slots__ = ("model", "k", "items", "timestamps", "learn", "hist", "hoff", "hlen", "out", "out_n",
-                 "seconds", "_t")  # out and seconds: the plan and the tick length until the first take
+    __slots__ = ("model", "k", "items", "timestamps", "learn", "hist", "out", "_plan", "_tick", "hoff", "hlen",
+                 "out_n", "seconds", "_t")
 
     def __init__(self, model: KNNModel, plan: BatchPlan, tick: float) -> None:
         self.model = model
@@ -1113,19 +1114,19 @@ class BatchAnswers:
         self.timestamps = plan.timestamps
         self.learn = plan.learn
         self.hist = plan.hist
-        self.out = plan
-        self.seconds = tick
+        self.out = plan.out
+        self._plan = plan
+        self._tick = tick
         self._t = 0
 
     def _read(self) -> None:
         """The plan's outputs as lists, at the first :meth:`take` (a split run's other half is
         written by then)."""
-        plan: BatchPlan = self.out
+        plan = self._plan
         self.hoff = plan.hoff.tolist()
         self.hlen = plan.hlen.tolist()
         self.out_n = plan.out_n.tolist()
-        self.seconds = (plan.ticks * self.seconds).tolist()
-        self.out = plan.out
+        self.seconds = (plan.ticks * self._tick).tolist()
 
     def take(self) -> tuple[list[int], float]:
         t = self._t

@@ -358,19 +358,20 @@ def _neighbours(
     # of the next
     sims = np.empty(n, dtype=np.float64)
     decay = sim_kind == 4 and sb > 0.0
+    counts = np.zeros(_NB if decay else 1, dtype=np.int32)
     if sim_kind == 4:  # weighted cosine (STAN, VSTAN, V-SKNN cosine), before the recency decay
         # the denominators sa * sqrt(|s|) looked up for the usual session sizes (same expression,
-        # same bits), and the similarities counted by binade sixteenths (:func:`_bucket`) for the
-        # bound below
+        # same bits), and with the decay the similarities counted by binade sixteenths
+        # (:func:`_bucket`) for the bound below
         den = np.empty(_DEN, dtype=np.float64)
         for x in range(_DEN):
             den[x] = sa * math.sqrt(float(x))
-        counts = np.zeros(_NB, dtype=np.int32)
         for j in range(n):
             x = n_unique[slots[j]]
             v = ov[j] / (den[x] if x < _DEN else sa * math.sqrt(float(x)))
             sims[j] = v
-            counts[_bucket(v)] += 1
+            if decay:
+                counts[_bucket(v)] += 1
     else:
         for j in range(n):
             li = ov[j]
