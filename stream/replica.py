@@ -12,12 +12,11 @@ learn path only:
 * foreign sessions live in a *shadow* :class:`~stream.sessions.SessionStore` (same TTL and caps,
   session keys from ``2**40`` up so they never collide with served sessions), so SR and the kNN
   models get each foreign session's history exactly as the owner does;
-* foreign clicks are merged with the served ones in event time: they wait in a bounded heap and
-  are learned just before the first served click that is not older (:meth:`Replica.drain`), so a
-  worker never learns from the future of the stream it is scored on (prequential HR stays honest,
-  and W workers reproduce the single worker's model up to same-timestamp interleaving);
-* when served partitions go quiet for ``idle_drain_s``, or the heap is full, the oldest foreign
-  clicks are learned anyway (the model keeps up with a stream this worker is not served from).
+* foreign clicks join the served ones in the worker's :class:`~stream.ordering.EventTimeMerge`,
+  so every worker learns every click in the same event-time order as a single worker would, and
+  never learns from the future of the stream it is scored on (prequential HR stays honest, and W
+  workers reproduce the single worker's model); served partitions that are caught up hold
+  nothing back, so the model keeps up with a stream this worker is not served from.
 
 Where the learner starts reading a partition (no offsets are ever committed for it): at the
 group's committed offset for that partition, i.e. where its owner's served (and learned) stream
@@ -39,9 +38,7 @@ foreign are adopted with their history, so their next list is not cold.
 
 from __future__ import annotations
 
-import heapq
 import logging
-import time
 from typing import Any
 
 from kafka import TopicPartition
@@ -50,6 +47,7 @@ from stream import kafka_io
 from stream.core import ClickProcessor
 from stream.events import Event, Invalid, decode
 from stream.items import OVERFLOW
+from stream.ordering import EventTimeMerge
 from stream.sessions import SessionStore
 
 log = logging.getLogger("streamrec.replica")
@@ -67,25 +65,21 @@ class Replica:
         The worker's per-click core; its model, item index and store caps are shared.
     client, topic
         Kafka client settings and the click topic.
-    max_buffer
-        Foreign clicks held back waiting for the served stream's event time.
-    idle_drain_s
-        Learn held-back clicks anyway once no served click arrived for this long.
+    merge
+        The worker's merge, where foreign records wait for their turn in event time.
     consumer
         A ready consumer (tests); by default one is made from ``client`` without a group.
 
     Examples
     --------
-    The event-time merge without Kafka (a foreign click waits for a served click not older):
+    The learn path without Kafka:
 
     >>> from stream.models import make_model
     >>> p = ClickProcessor(make_model("sr"))
     >>> r = Replica(p, {}, "clicks", consumer=False)
-    >>> r.offer(Event("f1", "a", 10.0)); r.offer(Event("f1", "b", 20.0))
-    >>> r.drain(15.0); r.learned, r.pending
-    (1, 1)
-    >>> r.drain(float("inf")); p.model.rules
-    {0: {1: 1.0}}
+    >>> r.learn(Event("f1", "a", 10.0)); r.learn(Event("f1", "b", 20.0))
+    >>> r.learned, p.model.rules, r.shadow.get("f1").key >= SHADOW_KEY_BASE
+    (2, {0: {1: 1.0}}, True)
     """
 
     def __init__(
@@ -93,29 +87,23 @@ class Replica:
         processor: ClickProcessor,
         client: dict[str, Any],
         topic: str,
-        max_buffer: int = 200_000,
-        idle_drain_s: float = 1.0,
+        merge: EventTimeMerge | None = None,
         consumer: Any = None,
     ) -> None:
         self.processor = processor
         self.client = client
         self.topic = topic
-        self.max_buffer = max_buffer
-        self.idle_drain_s = idle_drain_s
+        self.merge = merge
         st = processor.sessions
         self.shadow = SessionStore(ttl_s=st.ttl_s, max_sessions=st.max_sessions,
                                    max_session_items=st.max_session_items)
         self.shadow._next_key = SHADOW_KEY_BASE  # disjoint from the served store's keys
         self._consumer = consumer
-        self._heap: list[tuple[float, int, Event]] = []
-        self._seq = 0
-        self.next_ts = float("inf")  # event time of the oldest held-back click
         self.learned = 0
         self.invalid = 0
         self.foreign: set[TopicPartition] = set()
         self.adopting = False
         self.adopted = 0
-        self._last_served = time.monotonic()
 
     # -- Kafka side -----------------------------------------------------------------------------
 
@@ -137,6 +125,8 @@ class Replica:
         if self.foreign or owned:
             self.adopting = self.adopting or bool(self.foreign - foreign)
         keep = {tp: consumer.position(tp) for tp in self.foreign & foreign}
+        if self.merge is not None:
+            self.merge.drop(self.foreign - foreign, consumer)  # now served here: read by the group
         consumer.assign(sorted(foreign, key=lambda tp: tp.partition))
         for tp in foreign:
             if tp in keep:
@@ -150,27 +140,19 @@ class Replica:
                 consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, committed)
+        if self.merge is not None:
+            self.merge.assign(consumer, foreign - self.foreign - set(keep), foreign=True)
         self.foreign = foreign
         log.info("learning from foreign partitions %s", sorted(tp.partition for tp in foreign))
 
-    def poll(self, served: bool) -> None:
-        """Fetch foreign clicks into the merge heap; ``served``: the group poll returned records."""
-        now = time.monotonic()
-        if served:
-            self._last_served = now
-        if self._consumer is not None and self.foreign:
-            batch = self._consumer.poll(timeout_ms=0)
-            for records in batch.values():
-                for rec in records:
-                    ev = decode(rec.value, rec.key)
-                    if type(ev) is Invalid:
-                        self.invalid += 1  # the owner dead-letters it
-                        continue
-                    self.offer(ev)
-        if len(self._heap) > self.max_buffer:
-            self.drain(self._heap[len(self._heap) - self.max_buffer][0])
-        if not served and now - self._last_served > self.idle_drain_s and self._heap:
-            self.drain(float("inf"))
+    def poll(self) -> None:
+        """Fetch foreign clicks into the merge (without waiting)."""
+        if self._consumer is None or not self.foreign or self.merge is None:
+            return
+        batch = self._consumer.poll(timeout_ms=0)
+        add = self.merge.add
+        for tp, records in batch.items():
+            add(tp, records, [decode(rec.value, rec.key) for rec in records])
 
     def positions(self) -> dict[int, int]:
         """Next offset the learner reads, per foreign partition (for a checkpoint)."""
@@ -184,28 +166,12 @@ class Replica:
 
     # -- learning -------------------------------------------------------------------------------
 
-    @property
-    def pending(self) -> int:
-        return len(self._heap)
-
-    def offer(self, ev: Event) -> None:
-        """Hold a foreign click until the served stream reaches its event time."""
-        self._seq += 1
-        heapq.heappush(self._heap, (ev.timestamp, self._seq, ev))
-        if ev.timestamp < self.next_ts:
-            self.next_ts = ev.timestamp
-
-    def drain(self, until: float) -> None:
-        """Learn every held-back click with event time <= ``until``, oldest first."""
-        heap = self._heap
-        learn = self.learn
-        pop = heapq.heappop
-        while heap and heap[0][0] <= until:
-            learn(pop(heap)[2])
-        self.next_ts = heap[0][0] if heap else float("inf")
-
-    def learn(self, ev: Event) -> None:
-        """The learn path of :meth:`ClickProcessor.process` for a click served elsewhere."""
+    def learn(self, ev: Event | Invalid) -> None:
+        """The learn path of :meth:`ClickProcessor.process` for a click served elsewhere (a
+        malformed record is only counted: its owner dead-letters it)."""
+        if type(ev) is Invalid:
+            self.invalid += 1
+            return
         p = self.processor
         s = self.shadow.touch(ev.session_id, ev.timestamp)
         item = p.items.intern(ev.item_id)

@@ -32,6 +32,7 @@ from stream.core import ClickProcessor, Run
 from stream.events import Event, Invalid, decode
 from stream.http import HttpServer, Routes
 from stream.models.knn_index import IndexShadow
+from stream.ordering import ORDERS, EventTimeMerge, Released
 
 log = logging.getLogger("streamrec.worker")
 
@@ -40,6 +41,13 @@ log = logging.getLogger("streamrec.worker")
 REPLICA_POLL_RECORDS = 1_000
 #: The interpreter's GIL switch interval once a worker pipelines (``sys.setswitchinterval``).
 PIPELINE_SWITCH_INTERVAL_S = 0.0005
+#: Poll timeout while clicks wait for a lagging partition (its records are on their way).
+HELD_POLL_TIMEOUT_MS = 10
+
+
+def _event_time(value: Any) -> float | None:
+    """The merge key of a decoded record: its event time (``None`` for a malformed one)."""
+    return value.timestamp if type(value) is Event else None
 
 
 @dataclass
@@ -65,6 +73,18 @@ class WorkerSettings:
     commit_timeout_ms: int = 5_000  # a commit during a broker stall gives up (and retries later)
     learn_all_partitions: bool = False  # scale-out: also learn other members' clicks (stream/replica.py)
     pipeline: bool = True  # session-kNN: a poll's learning + queries overlap the next poll (see _Pending)
+    click_order: str = "event-time"  # the partitions' clicks merged by event time, or as fetched
+    max_order_wait_s: float = 5.0  # how long a lagging partition that delivers nothing holds the rest
+
+    def __post_init__(self) -> None:
+        if self.click_order not in ORDERS:
+            raise ValueError(f"click_order must be one of {', '.join(ORDERS)}, got {self.click_order!r}")
+
+    @property
+    def poll_records(self) -> int:
+        """Records per poll and per release of the merge."""
+        default = REPLICA_POLL_RECORDS if self.learn_all_partitions else kafka_io.CONSUMER_DEFAULTS["max_poll_records"]
+        return int(self.consumer_overrides.get("max_poll_records", default))
 
     @property
     def dlq(self) -> str:
@@ -205,6 +225,8 @@ class Worker:
         self._steer = SplitSteer()  # the share of its queries the main thread computes
         self._shadow = IndexShadow()  # the index copy those queries read
         self._producer: Any = None
+        self.merge = EventTimeMerge(_event_time, max_wait_s=settings.max_order_wait_s,
+                                    order=settings.click_order)
 
     # -- control ------------------------------------------------------------------------------
 
@@ -254,8 +276,7 @@ class Worker:
         self.metrics.flush(self.processor)
         self.processor.model.warm_up()  # compile before the first click, not on it
         overrides = dict(s.consumer_overrides)
-        if s.learn_all_partitions:  # the replica merges foreign clicks once per poll: keep polls short
-            overrides.setdefault("max_poll_records", REPLICA_POLL_RECORDS)
+        overrides["max_poll_records"] = s.poll_records
         consumer = kafka_io.make_consumer(s.client, group_id=s.group, **overrides)
         self._consumer = consumer
         producer = self._producer = kafka_io.make_producer(s.client)
@@ -263,27 +284,35 @@ class Worker:
         if s.learn_all_partitions:
             from stream.replica import Replica
 
-            self.replica = Replica(self.processor, s.client, s.topic)
+            self.replica = Replica(self.processor, s.client, s.topic, merge=self.merge)
         self.start_http()
         log_event(log, "worker started", topic=s.topic, group=s.group, model=s.model_name,
                   client=kafka_io.redacted(s.client))
         self.started = time.monotonic()
         try:
+            merge = self.merge
             while self._running:
-                # with a poll in flight on the second thread, do not wait for more: finish it
-                batch = consumer.poll(timeout_ms=0 if self._pending is not None else s.poll_timeout_ms)
+                # with a poll in flight on the second thread, do not wait for more: finish it; with
+                # clicks held for a lagging partition, wait only briefly: its records are coming
+                timeout = (0 if self._pending is not None else
+                           HELD_POLL_TIMEOUT_MS if merge.held() else s.poll_timeout_ms)
+                batch = consumer.poll(timeout_ms=timeout)
                 self.last_poll = time.monotonic()
                 self._note_rebalance()
-                if self.replica is not None:
-                    self.replica.poll(bool(batch))
                 if batch:
                     if self.first_batch_at is None:
                         self.first_batch_at = self.last_poll
-                    self._process(batch, producer)
+                    self._receive(batch)
                     self.last_progress = self.broker_ok_at = self.last_poll
+                if self.replica is not None:
+                    self.replica.poll()
+                released = merge.take(s.poll_records)
+                if released:
+                    self._process(released, producer)
+                    self.last_progress = self.last_poll
                 elif self._pending is not None:
                     self._drain()
-                self._checkpoint_and_commit(consumer, force=not self.ckpt.enabled and bool(batch))
+                self._checkpoint_and_commit(consumer, force=not self.ckpt.enabled and bool(released))
                 self.metrics.flush(self.processor)
                 self._update_lag(consumer)
                 if s.max_events is not None and self.processor.events + self.invalid >= s.max_events:
@@ -320,12 +349,19 @@ class Worker:
             predictions=p.preq.predictions,
         )
 
-    def _process(self, batch: dict[TopicPartition, list[Any]], producer: Any) -> None:
+    def _receive(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """The poll's records the state does not have yet, decoded, into the merge."""
+        merge, fresh = self.merge, self.ckpt.fresh
+        for tp, records in batch.items():
+            records = fresh(tp, records)  # drop what the (restored) state already has
+            merge.add(tp, records, [decode(rec.value, rec.key) for rec in records])
+
+    def _process(self, released: Released, producer: Any) -> None:
         if self.replica is not None:
-            self._process_merged(batch, producer)
+            self._process_merged(released, producer)
             self.last_batch_at = time.monotonic()
         else:
-            self._process_batch(batch, producer)
+            self._process_batch(released, producer)
         self._count_published()
         producer.flush()
 
@@ -334,9 +370,9 @@ class Worker:
             self.metrics.published.inc(self.published - self._published_flushed)
             self._published_flushed = self.published
 
-    def _process_batch(self, batch: dict[TopicPartition, list[Any]], producer: Any) -> None:
-        """The poll's valid clicks through the per-click core as one run, in poll order (malformed
-        ones to the dead-letter topic), then each list published and the offsets advanced.
+    def _process_batch(self, released: Released, producer: Any) -> None:
+        """The released clicks through the per-click core as one run, in the merge's order
+        (malformed ones to the dead-letter topic), then each list published and the offsets advanced.
 
         For a model with a compiled batch path (``batches``) the run is pipelined: its model half
         goes to the second thread, and the previous poll's run is finished meanwhile
@@ -348,15 +384,15 @@ class Worker:
         events: list[Any] = []
         keys: list[Any] = []
         parts: list[int | None] = []
-        done: list[tuple[TopicPartition, int, int]] = []
-        for tp, end, n, valid in self._decode(batch, producer):
-            part = self._rec_partition(producer, tp) if rec_topic is not None else None
-            for rec, ev in valid:
-                events.append(ev)
-                if rec_topic is not None:
-                    keys.append(rec.key)
-                    parts.append(part)
-            done.append((tp, end, n))
+        done = released.offsets
+        for _, rec, ev in released.entries:
+            if type(ev) is Invalid:
+                self._dead_letter(producer, rec, ev)
+                continue
+            events.append(ev)
+            if rec_topic is not None:
+                keys.append(rec.key)
+                parts.append(self._rec_partition(producer, rec.partition))
         proc = self.processor
         model = proc.model
         if not (self.s.pipeline and events and proc.k > 0 and getattr(model, "batches", False)):
@@ -437,66 +473,52 @@ class Worker:
                 {"session_id": ev.session_id, "timestamp": ev.timestamp, "items": names(recs)}))
         self.published += len(events)
 
-    def _process_merged(self, batch: dict[TopicPartition, list[Any]], producer: Any) -> None:
-        """Click by click, learning other members' clicks in between (``--learn-all-partitions``)."""
+    def _process_merged(self, released: Released, producer: Any) -> None:
+        """Click by click in the merge's order: served clicks through the core, other members'
+        clicks learned in between (``--learn-all-partitions``)."""
         process = self.processor.process
         names = self.processor.items.names
         rec_topic = self.s.recommendations_topic
         send = producer.send
         replica = self.replica
-        for tp, end, n, valid in self._decode(batch, producer):
-            part = self._rec_partition(producer, tp) if rec_topic is not None else None
-            for rec, ev in valid:
-                if ev.timestamp >= replica.next_ts:  # learn other partitions' clicks up to here
-                    replica.drain(ev.timestamp)
-                if replica.adopting:
-                    replica.adopt(ev)
-                recs = process(ev)
-                if rec_topic is not None:
-                    send(rec_topic, key=rec.key, partition=part, value=orjson.dumps(
-                        {"session_id": ev.session_id, "timestamp": ev.timestamp, "items": names(recs)}))
-                    self.published += 1
-            self.ckpt.advance(tp, end, n)
-
-    def _decode(self, batch: dict[TopicPartition, list[Any]],
-                producer: Any) -> list[tuple[TopicPartition, int, int, list[tuple[Any, Event]]]]:
-        """Per partition with records the state does not have yet: its next offset, how many
-        records, and the valid ones decoded, in order; malformed ones go to the dead-letter topic."""
-        out = []
-        for tp, records in batch.items():
-            records = self.ckpt.fresh(tp, records)  # drop what the (restored) state already has
-            if not records:
+        for foreign, rec, ev in released.entries:
+            if foreign:
+                replica.learn(ev)
                 continue
-            valid = []
-            for rec in records:
-                ev = decode(rec.value, rec.key)
-                if type(ev) is Invalid:
-                    self._dead_letter(producer, tp, rec, ev)
-                else:
-                    valid.append((rec, ev))
-            out.append((tp, records[-1].offset + 1, len(records), valid))
-        return out
+            if type(ev) is Invalid:
+                self._dead_letter(producer, rec, ev)
+                continue
+            if replica.adopting:
+                replica.adopt(ev)
+            recs = process(ev)
+            if rec_topic is not None:
+                send(rec_topic, key=rec.key, partition=self._rec_partition(producer, rec.partition),
+                     value=orjson.dumps({"session_id": ev.session_id, "timestamp": ev.timestamp,
+                                         "items": names(recs)}))
+                self.published += 1
+        for tp, offset, n in released.offsets:
+            self.ckpt.advance(tp, offset, n)
 
     _rec_parts: tuple[int, int] | None = None
 
-    def _rec_partition(self, producer: Any, tp: TopicPartition) -> int | None:
-        """The recommendations partition for the keys of click partition ``tp``, as the default
-        partitioner would pick it but without hashing every key (murmur2 in pure Python costs
-        ~5 us a record): 0 for a one-partition topic, ``tp.partition`` for one with as many
-        partitions as the click topic (same key, same hash, same count); else None (hash)."""
+    def _rec_partition(self, producer: Any, partition: int) -> int | None:
+        """The recommendations partition for the keys of click partition ``partition``, as the
+        default partitioner would pick it but without hashing every key (murmur2 in pure Python
+        costs ~5 us a record): 0 for a one-partition topic, the same partition for one with as
+        many partitions as the click topic (same key, same hash, same count); else None (hash)."""
         if self._rec_parts is None:
             n_rec = len(producer.partitions_for(self.s.recommendations_topic) or ())
             n_clicks = len(self._consumer.partitions_for_topic(self.s.topic) or ())
             self._rec_parts = (n_rec, n_clicks)
         n_rec, n_clicks = self._rec_parts
-        return 0 if n_rec == 1 else tp.partition if n_rec == n_clicks else None
+        return 0 if n_rec == 1 else partition if n_rec == n_clicks else None
 
-    def _dead_letter(self, producer: Any, tp: TopicPartition, rec: Any, why: Invalid) -> None:
+    def _dead_letter(self, producer: Any, rec: Any, why: Invalid) -> None:
         self.invalid += 1
         self.metrics.invalid(why.reason)
         headers = [
-            ("source_topic", tp.topic.encode()),
-            ("source_partition", str(tp.partition).encode()),
+            ("source_topic", rec.topic.encode()),
+            ("source_partition", str(rec.partition).encode()),
             ("source_offset", str(rec.offset).encode()),
             ("error", why.reason.encode()),
         ]
@@ -505,7 +527,7 @@ class Worker:
         self.metrics.dead_letters.inc()
         if self.invalid <= 10 or self.invalid % 1000 == 0:
             log_event(log, "dead-lettered a message", level=logging.WARNING, reason=why.reason,
-                      partition=tp.partition, offset=rec.offset, total_invalid=self.invalid)
+                      partition=rec.partition, offset=rec.offset, total_invalid=self.invalid)
 
     def _note_rebalance(self) -> None:
         lst = self.listener
@@ -527,14 +549,17 @@ class Worker:
         consumer = self._consumer
         self._drain()  # the run in flight belongs to the old assignment
         gone = self._owned - assigned
+        self.merge.drop(gone | (assigned & revoked), consumer)  # their held clicks are read again
         if gone:
             self._checkpoint_and_commit(consumer, force=True, partitions=gone)
             ckpt.drop_sessions(self.processor, consumer, self.s.topic, {tp.partition for tp in gone})
-        for tp in sorted((assigned - self._owned) | (assigned & revoked)):
+        new = (assigned - self._owned) | (assigned & revoked)
+        for tp in sorted(new):
             ckpt.seek_to_state(consumer, tp, self.ckpt)  # (re)assigned: resume where the state is
         self._owned = set(assigned)
         if self.replica is not None:
             self.replica.assign(self._owned, consumer)
+        self.merge.assign(consumer, new)
 
     def _checkpoint_and_commit(self, consumer: Any, force: bool = False,
                                partitions: set[TopicPartition] | None = None) -> None:

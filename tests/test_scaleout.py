@@ -24,36 +24,38 @@ def partition_of(session_id: str, partitions: int) -> int:
 
 @pytest.mark.parametrize("model", ["sr", "vstan"])
 def test_two_replicas_learn_what_one_worker_learns(model: str) -> None:
-    """In process, no Kafka: two workers each serve half the partitions and learn the rest in
-    event-time order; their accuracy matches one worker's, and SR's counts are identical."""
+    """In process, no Kafka: two workers each serve half the partitions and learn the rest, every
+    click in event-time order (the order their merges release); they predict what one worker does."""
     events = list(SyntheticStream(events=12_000, seed=5))
     single = ClickProcessor(make_model(model))
     for ev in events:
         single.process(ev)
     workers = [ClickProcessor(make_model(model)) for _ in range(2)]
     replicas = [Replica(p, {}, "clicks", consumer=False) for p in workers]
-    for ev in events:  # each click goes to its owner; the other worker holds it for learning
+    for ev in events:  # each click is served by its owner and learned by the other worker
         owner = partition_of(ev.session_id, 4) % 2
-        replicas[1 - owner].offer(ev)
-        r = replicas[owner]
-        if ev.timestamp >= r.next_ts:
-            r.drain(ev.timestamp)
+        replicas[1 - owner].learn(ev)
         workers[owner].process(ev)
-    for r in replicas:
-        r.drain(float("inf"))
     assert sum(p.events for p in workers) == len(events)
     assert all(r.learned == len(events) - p.events for r, p in zip(replicas, workers))
     assert all(s.key >= SHADOW_KEY_BASE for r in replicas for s in r.shadow.sessions())
     hits = sum(p.preq.hits for p in workers)
     preds = sum(p.preq.predictions for p in workers)
     assert preds == single.preq.predictions
-    assert abs(hits / preds - single.preq.hit_rate) <= 0.01
     if model == "sr":
         for p in workers:
             assert p.model.rules == single.model.rules
+        # the same rules; SR's popularity fallback is a top list cached for 1,000 queries, and the
+        # two workers' queries refresh it at other clicks than one worker's: a handful of lists
+        assert abs(hits / preds - single.preq.hit_rate) <= 0.005
+    else:  # equal-score neighbour sessions rank by session key, which two stores number apart
+        assert abs(hits - single.preq.hits) <= 0.001 * preds
 
 
-def test_two_worker_processes_serve_every_event_exactly_once() -> None:
+def test_two_worker_processes_serve_every_event_exactly_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """Live on the broker: one worker, then two, read the same stream of four partitions; each
+    merges the partitions it reads by event time, so both runs learn the same clicks in the same
+    order and score the same."""
     n, partitions = 6000, 4
     with EmbeddedBroker() as b, tempfile.TemporaryDirectory() as tmp:
         client = {"bootstrap_servers": b.bootstrap}
@@ -69,17 +71,18 @@ def test_two_worker_processes_serve_every_event_exactly_once() -> None:
             runs[w] = run_pipeline(b.bootstrap, topic, n, "sr", w, partitions, [], tmp,
                                    produce=produce(topic), timeout_s=240)
     one, two = runs[1], runs[2]
+    with capsys.disabled():  # the two figures, in every run's log
+        print(f"\nscale-out HR@20: one worker {one.hit_rate:.4f}, two workers {two.hit_rate:.4f}")
     assert one.events_processed == two.events_processed == n
     counts = [s["events_processed"] for s in two.per_worker]
     assert len(counts) == 2 and all(c > 0 for c in counts) and sum(counts) == n
-    # each worker learned the clicks the other one served, but not necessarily the last ones: its
-    # learner may lag, and foreign clicks wait for the event time of a served click that never
-    # comes once the bench stops the workers (all served). HR parity below is the real check.
+    # a worker learns each foreign click before any later served one, so at the stop only the
+    # foreign clicks after its own last served click can still be unlearned
     for s, other in zip(two.per_worker, counts[::-1]):
-        assert 0.5 * other <= s["foreign_learned"] <= other
-    # 6,000 clicks is a small, noisy sample (the acceptance run, `streamrec bench --events 100000
-    # --workers 1|2`, holds |delta HR@20| <= 0.01); here a learner that starts late costs a little more
-    assert abs(two.hit_rate - one.hit_rate) <= 0.02
+        assert 0.95 * other <= s["foreign_learned"] <= other
+    # the same clicks in the same order: the runs differ where SR's cached popularity fallback
+    # refreshes at other clicks (see the in-process test above), a few lists of 6,000
+    assert abs(two.hit_rate - one.hit_rate) <= 0.005
 
 
 def test_a_foreign_session_is_adopted_with_its_history_when_its_partition_moves_here() -> None:

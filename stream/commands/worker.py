@@ -8,6 +8,7 @@ import sys
 from monitoring.drift import config as drift_config
 from stream import config, kafka_io
 from stream.commands.common import add_model_args, add_state_args, build_processor
+from stream.ordering import ORDERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--no-pipeline", default=False, action="store_true",
                help="session-kNN models: learn and recommend each poll on the main thread instead of "
                     "on a second thread beside the next poll (same lists either way; half the cores)")
+    config.add(p, "--click-order", default="event-time", choices=list(ORDERS),
+               help="event-time: the clicks of all partitions this worker reads are merged by event time, "
+                    "so a backlog is learned and scored like live traffic; fetch: as the consumer returns "
+                    "them, one partition's records after another's")
+    config.add(p, "--max-order-wait", default=5.0, type=float,
+               help="seconds a lagging partition that delivers nothing may hold the others' clicks back "
+                    "(event-time order)")
     config.add(p, "--summary-json", default=None,
                help="write a JSON summary here at exit (counts, HR/MRR, latency percentiles, peak RSS)")
     add_model_args(p)
@@ -71,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         consumer_overrides={} if args.session_timeout_ms is None
         else {"session_timeout_ms": args.session_timeout_ms},
         learn_all_partitions=args.learn_all_partitions, pipeline=not args.no_pipeline,
+        click_order=args.click_order, max_order_wait_s=args.max_order_wait,
     )
     worker = Worker(settings, processor)
     worker.install_signal_handlers()
