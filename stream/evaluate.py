@@ -20,7 +20,7 @@ Streaming (:func:`evaluate_stream`)
     :meth:`stream.core.ClickProcessor.process` — the same per-click core the worker runs.
     ``warmup`` events are learned but not scored.
 
-Metrics follow session-rec (notes ``session-models.md`` §4). HR@K and MRR@K are averaged over
+Metrics follow session-rec's evaluation. HR@K and MRR@K are averaged over
 prediction events and computed by :class:`stream.prequential.Prequential` in both protocols;
 latency is :class:`stream.core.LatencyRecorder` around ``model.recommend`` (the ranked top K as a
 caller gets it). Coverage@K = distinct items in the scored top-K lists / distinct training items

@@ -22,7 +22,7 @@ log = logging.getLogger("streamrec.kafka")
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
 
-#: Consumer timeouts that behave on both Apache Kafka and Tansu (streaming.md §2.6): Tansu holds
+#: Consumer timeouts that behave on both Apache Kafka and Tansu: Tansu holds
 #: joins for half the session timeout, and 0.8 x session must stay under the request timeout.
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "session_timeout_ms": 10_000,

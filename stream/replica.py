@@ -4,7 +4,7 @@ The click topic is partitioned by session id and W workers in one consumer group
 partitions, so each session is served (scored, recommended, published, committed) by exactly one
 worker. The models, though, are global statistics (SR/AR/Markov rule counts, kNN session
 neighbourhoods, popularity): a worker that learned only from its own partitions would see 1/W of
-the stream and recommend worse. :class:`Replica` is the broadcast pattern of streaming.md §4.2
+the stream and recommend worse. :class:`Replica` is the broadcast pattern
 (Kafka Streams' GlobalKTable, Faust's GlobalTable): a second, group-less consumer in each worker,
 ``assign()``-ed to the partitions the worker does *not* own, feeds their clicks to the model's
 learn path only:

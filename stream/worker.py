@@ -1,6 +1,6 @@
 """The Kafka worker: poll, decode, dispatch to the per-click core, publish, commit.
 
-One consumer-group member. The loop follows the at-least-once order of streaming.md §1.5:
+One consumer-group member. The loop keeps the at-least-once order:
 process a batch -> flush what it produced (recommendations, dead letters) -> commit the next
 offsets. With a session-kNN model a batch's compiled learning and queries run on a second
 thread while the main thread takes the next poll (:class:`_Pending`), so its offsets are

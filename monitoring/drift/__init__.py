@@ -1,4 +1,4 @@
-"""Drift monitoring: live clicks against the training distribution (issue 4).
+"""Drift monitoring: live clicks against the training distribution.
 
 * :mod:`~monitoring.drift.signals` — the six signals, their bins and scores;
 * :mod:`~monitoring.drift.reference` — the bounded reference captured after (re)training;

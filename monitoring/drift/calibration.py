@@ -187,7 +187,7 @@ def calibrate_long(
     total = csum[-1]
     scores = np.empty(n_long)
     # in chunks of CHUNK long windows, so each chunk's temporaries stay in cache (rows are scored
-    # independently: the same numbers as one pass over all of them, 104 -> 60 ms for the 6 signals)
+    # independently: the same numbers as one pass over all of them, and faster)
     for c0 in range(0, n_long, CHUNK):
         c1 = min(c0 + CHUNK, n_long)
         seq = short[rows[c0: c1 + long_windows - 1]]

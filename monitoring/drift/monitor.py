@@ -83,10 +83,8 @@ class DriftMonitor:
     long_tail
         Share of the bootstrap's run minima the long window's exponential tail is fitted to: the
         top 1% by default (200 of 20,000); a larger share fits lower down the tail, where an
-        exponential overstates a near-Gaussian tail more, so the threshold is higher (quieter,
-        slower: with 0.1 the gradual ramps were detected 4,000-6,000 clicks later, and the long
-        window never crossed its threshold in 5 x 10^6 clicks without drift, against 12 crossings
-        with 0.01, the longest a run of 4 checks against the 5 needed: the margin is thin).
+        exponential overstates a near-Gaussian tail more, so the threshold is higher: quieter, and
+        slower to detect a gradual drift.
     false_alarm_events
         Target clicks between false alarms of a single check: one check alone is a detection when
         its p-value is at most ``check_every / (false_alarm_events * signals)`` (Bonferroni over

@@ -28,14 +28,10 @@ posting lists, the overlap one ``np.bincount`` with weights, sampling a ``np.par
 candidates' timestamps, item scores another ``bincount``, the top list ``partition`` + ``lexsort``.
 Both use one total order for every selection (neighbours by similarity, then session time, then
 slot; sampling by time, then slot; items by score, then the smaller item int) and keep candidates in
-first-appearance order (so the item scores add up in the same order), so they return the same neighbours, scores (to the last bits of
-``exp``/``log``) and rankings. Measured on the 2-core dev box under load (same-minute pairs),
-yoochoose-100k static protocol (fit train_full, 10,152 test predictions, top 20), VSTAN k=100
-m=5000: numpy path 0.17 ms mean / 0.32 ms p99, kernel 0.036 / 0.071 ms (STAN 0.034, SKNN 0.039,
-V-SKNN 0.038 ms mean); ``ClickProcessor.process`` over 200k synthetic events with VSTAN: 412 -> 218
-us/event (the synthetic stream's long posting lists make it the heavier case). Kernel compile:
-7-11 s once, cached on disk next to the module (0.4 s to load + 0.4 s to import numba per process),
-done on the model's first ``learn_one``.
+first-appearance order (so the item scores add up in the same order), so they return the same
+neighbours, scores (to the last bits of ``exp``/``log``) and rankings. The kernel answers a query
+several times faster than the numpy path (``streamrec evaluate`` prints both). It compiles once,
+cached on disk next to the module, on the model's first ``learn_one``.
 
 Posting lists live in one flat ``int32`` store (per item: start, length, capacity): a full list
 moves to the tail with twice the room, and is cut back to its ``max_item_sessions`` most recent

@@ -125,7 +125,7 @@ class _DictRows:
     def _prune(self, a: int, row: dict[int, float]) -> None:
         """Keep ``a``'s ``max_row`` heaviest partners (ties: earliest inserted)."""
         # sorted() is stable with reverse=True (equal weights keep insertion order): heapq.nlargest's
-        # result, in C (9,479 prunes on 200k synthetic clicks: SR learn+recommend 8.4 -> 7.6 us)
+        # result, computed in C
         self.rows[a] = dict(sorted(row.items(), key=_WEIGHT, reverse=True)[: self.max_row])
         if not 0 < self.pruning <= self.max_row:  # else the top ``pruning`` keep their order
             self._ranked.pop(a, None)
