@@ -25,10 +25,12 @@ kafka-python can strand the parsed records of a partition paused in the middle o
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain, islice, repeat
 from typing import Any
 
 from kafka import TopicPartition
@@ -254,26 +256,24 @@ class EventTimeMerge:
             f, h = part.foreign, part.head
             entries.extend(zip([f] * n, part.recs[h:h + n], part.values[h:h + n]))
             taken = {id(part): n}
-        else:
-            keys: list[float] = []
-            rows: list[tuple[bool, Any, Any]] = []
-            owner: list[_Partition] = []
-            for part, n in ready:
+        else:  # a k-way merge of runs each in key order; (key, run, index) ties to the lower partition
+            parts = [part for part, _ in ready]
+            runs = []
+            for r, (part, n) in enumerate(ready):
+                if limit is not None and n > limit:
+                    n = limit  # no run gives more than the whole release
                 h = part.head
-                keys.extend(part.keys[h:h + n])
-                rows.extend(zip([part.foreign] * n, part.recs[h:h + n], part.values[h:h + n]))
-                owner.extend([part] * n)
-            if self._fetch:
-                order = list(range(len(keys)))
-            else:  # a stable sort of runs each in key order: the merge, ties to the lower partition
-                order = sorted(range(len(keys)), key=keys.__getitem__)
-            if limit is not None and len(order) > limit:
-                del order[limit:]
-            entries.extend([rows[i] for i in order])
-            taken = {}
-            for i in order:
-                k = id(owner[i])
-                taken[k] = taken.get(k, 0) + 1
+                runs.append(zip(part.keys[h:h + n], repeat(r), range(h, h + n)))
+            merged: Iterable[tuple[float, int, int]] = chain(*runs) if self._fetch else heapq.merge(*runs)
+            if limit is not None:
+                merged = islice(merged, limit)
+            counts = [0] * len(parts)
+            append = entries.append
+            for _, r, i in merged:
+                part = parts[r]
+                append((part.foreign, part.recs[i], part.values[i]))
+                counts[r] += 1
+            taken = {id(part): c for part, c in zip(parts, counts)}
         for part, _ in ready:
             n = taken.get(id(part), 0)
             if not n:
