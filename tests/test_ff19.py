@@ -98,7 +98,6 @@ def test_evaluate_keys_and_sanity(tmp_path):
 
 
 def test_evaluate_item2vec_small(tmp_path):
-    pytest.importorskip("gensim")
     path = write_ff19(tmp_path / "s.csv.gz", synthetic_sequences(80))
     res = evaluate_ff19(path, "item2vec", {"epochs": 20, "vector_size": 16, "sample": 0, "workers": 1},
                         test_size=20)

@@ -9,8 +9,6 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("gensim", reason="item2vec needs the optional dependency gensim")
-
 from stream.models import make_model  # noqa: E402
 from stream.models.item2vec import FF19_TUNED, Item2Vec, NeighbourTable  # noqa: E402
 from tests.kafka_read import read_topic  # noqa: E402

@@ -384,8 +384,7 @@ def test_kernel_matches_numpy_on_synthetic_stream(name, params, timing):
     from stream.synthetic import SyntheticStream
 
     m = make_model(name, **params)
-    if m._kernel is None:
-        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+    assert m._kernel is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
     items: dict[str, int] = {}
     sessions: dict[str, int] = {}
     hist: dict[int, list[int]] = {}
@@ -426,8 +425,7 @@ def test_kernel_matches_numpy_on_synthetic_stream(name, params, timing):
 )
 def test_kernel_matches_numpy_on_yoochoose(name, params):
     m = make_model(name, **params)
-    if m._kernel is None:
-        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+    assert m._kernel is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
     train, queries = _yoochoose_queries(300)
     for s, i, t in train:
         m.learn_one(s, i, t, [])
@@ -489,8 +487,7 @@ def test_kernel_failure_falls_back_to_numpy(monkeypatch):
     from stream.models import knn_index
 
     kern = knn_index.load_kernel()
-    if kern is None:
-        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+    assert kern is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
 
     def broken() -> None:
         raise RuntimeError("no compiler here")
@@ -508,8 +505,7 @@ def test_histogram_threshold_equals_quickselect() -> None:
     from stream.models.knn_index import load_kernel
 
     k = load_kernel()
-    if k is None:
-        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+    assert k is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
     rng = np.random.default_rng(0)
     cases = [rng.random(5000) * 1e6, np.round(rng.random(3000) * 50.0), np.full(700, 3.0),
              np.concatenate([rng.random(900), [-np.inf]]), np.array([0.0, 5e-324, 5e-324, 0.0])]
@@ -525,8 +521,7 @@ def test_similarity_buckets_are_monotone_and_bound_their_values() -> None:
     from stream.models.knn_index import load_kernel
 
     k = load_kernel()
-    if k is None:
-        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+    assert k is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
     rng = np.random.default_rng(1)
     x = np.sort(np.concatenate([
         np.exp(rng.uniform(-50, 16, 5000)), -rng.random(50), [0.0, 5e-324, 2.0**-60, 2.0**20, 1e30, np.inf],
@@ -559,8 +554,7 @@ def test_kernel_query_preparation_matches_python(name, params) -> None:
     from stream.models.knn_index import _Query
 
     m = make_model(name, **params)
-    if m._kernel is None:
-        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+    assert m._kernel is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
     spec = m._fused
     assert spec is not None
     rng = np.random.default_rng(1)
@@ -597,8 +591,8 @@ def test_query_prepared_in_the_kernel_gives_the_same_lists_and_scores(name) -> N
     from stream.synthetic import SyntheticStream
 
     m = make_model(name)
-    if m._kernel is None or m._fused is None:
-        pytest.skip("no compiled kernel (numba not importable or STREAMREC_KNN_KERNEL=0)")
+    assert m._kernel is not None and m._fused is not None, \
+        "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
     items: dict[str, int] = {}
     sessions: dict[str, int] = {}
     hist: dict[int, list[int]] = {}

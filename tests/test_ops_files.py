@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-yaml = pytest.importorskip("yaml")
+import yaml  # noqa: E402 - a test dependency
 
 ROOT = Path(__file__).resolve().parents[1]
 MON = ROOT / "monitoring"
