@@ -146,7 +146,10 @@ def test_secret_absent_from_sasl_client_debug_logs(broker, tmp_path) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--topic", "t",
                                  "--metrics-port", "-1", "--log-level", "DEBUG"],
                                 stdout=fh, stderr=subprocess.STDOUT, env=env)
-        time.sleep(8.0)
+        deadline = time.monotonic() + 60  # until it has tried SASL (a loaded machine is slow)
+        while time.monotonic() < deadline and "sasl" not in log.read_text(errors="replace").lower():
+            time.sleep(0.2)
+        time.sleep(1.0)  # and logged what follows the attempt
         proc.kill()
         proc.wait(10)
     text = log.read_text(errors="replace")
