@@ -166,6 +166,9 @@ class ClickProcessor:
         ``False`` scores and recommends without learning (session-rec's static test phase).
     window
         Sliding window of the prequential hit rate / MRR gauges.
+    fetch
+        How many items the model ranks per click (at least ``k``): the worker's business rules
+        (:mod:`stream.serving`) filter them down to ``k``; prequential scoring reads the first ``k``.
 
     Examples
     --------
@@ -186,9 +189,11 @@ class ClickProcessor:
         monitor: Monitor | None = None,
         learn: bool = True,
         window: int = 10_000,
+        fetch: int | None = None,
     ) -> None:
         self.model = model
         self.k = k
+        self.fetch = max(k, fetch or k)  # the model ranks this many; the rules cut to k (stream/serving.py)
         self.sessions = sessions if sessions is not None else SessionStore()
         self.items = items if items is not None else ItemIndex()
         self.monitor = monitor
@@ -230,7 +235,7 @@ class ClickProcessor:
             session.clicks += 1
 
         t0 = perf_counter()
-        recs = model.recommend(session.items, event.timestamp, self.k, session.key)
+        recs = model.recommend(session.items, event.timestamp, self.fetch, session.key)
         self.latency.record(perf_counter() - t0)
         session.last_recs = recs
 
@@ -282,7 +287,7 @@ class ClickProcessor:
     def plan(self, events: Sequence[Event]) -> Run:
         """The session store's and item index's half of :meth:`process` for every click of the
         run, in order: what the model needs and what :meth:`finish` replays per click."""
-        run = Run(events, self.k)
+        run = Run(events, self.fetch)
         sessions, items, learn = self.sessions, self.items, self.learn
         keys, ints, tss, learns, news, had = run.keys, run.items, run.timestamps, run.learn, run.new, run.had
         clicks, sess, ended = run.clicks, run.sessions, run.ended

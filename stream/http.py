@@ -306,13 +306,14 @@ class HttpServer:
         self.loop = asyncio.new_event_loop()
         self.sock = socket.create_server((host, port), backlog=128, reuse_port=False)
         self.sock.setblocking(False)
+        self._address: tuple[str, int] = self.sock.getsockname()[:2]
         self._server: asyncio.AbstractServer | None = None
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._serve, name="streamrec-http", daemon=True)
 
     @property
     def server_address(self) -> tuple[str, int]:
-        return self.sock.getsockname()[:2]
+        return self._address
 
     @property
     def server(self) -> HttpServer:  # the stdlib server's attribute name, kept for callers

@@ -227,6 +227,9 @@ class Worker:
         self._producer: Any = None
         self.merge = EventTimeMerge(_event_time, max_wait_s=settings.max_order_wait_s,
                                     order=settings.click_order)
+        self.serving: Any = None  # stream.serving.Serving: business rules, catalogue, request API
+        self.admin: Any = None  # the /admin/ routes' handler (stream.http.Handler), None: off
+        self._gate_held = False
 
     # -- control ------------------------------------------------------------------------------
 
@@ -260,7 +263,12 @@ class Worker:
     def start_http(self) -> None:
         if self.s.metrics_port is None:
             return
-        routes = Routes(self.metrics.exposition, self.health, self.processor.recommendations)
+        api = None
+        if self.serving is not None:
+            from stream.api import Api
+
+            api = Api(self.serving)
+        routes = Routes(self.metrics.exposition, self.health, self.processor.recommendations, api, self.admin)
         self.http = HttpServer(routes, self.s.metrics_port, self.s.metrics_host).start()
         log_event(log, "http server listening", host=self.s.metrics_host, port=self.http.port)
 
@@ -292,6 +300,8 @@ class Worker:
         try:
             merge = self.merge
             while self._running:
+                if self.serving is not None:  # catalogue changes apply from this poll on
+                    self.serving.poll_catalog()
                 # with a poll in flight on the second thread, do not wait for more: finish it; with
                 # clicks held for a lagging partition, wait only briefly: its records are coming
                 timeout = (0 if self._pending is not None else
@@ -312,6 +322,7 @@ class Worker:
                     self.last_progress = self.last_poll
                 elif self._pending is not None:
                     self._drain()
+                self._gate(self._pending is not None)
                 self._checkpoint_and_commit(consumer, force=not self.ckpt.enabled and bool(released))
                 self.metrics.flush(self.processor)
                 self._update_lag(consumer)
@@ -322,6 +333,7 @@ class Worker:
             self._drain()
             self._checkpoint_and_commit(consumer, force=True)  # clean stop: snapshot, commit, leave
         finally:
+            self._gate(False)
             log_event(log, "worker stopping", reason=self._stop_reason or "error",
                       events=self.processor.events, invalid=self.invalid)
             try:
@@ -356,7 +368,21 @@ class Worker:
             records = fresh(tp, records)  # drop what the (restored) state already has
             merge.add(tp, records, [decode(rec.value, rec.key) for rec in records])
 
+    def _gate(self, busy: bool) -> None:
+        """Hold the serving gate while the model may be working, so the request API's model
+        queries (:class:`stream.serving.ModelGate`) wait for a quiet moment; free it when idle."""
+        if self.serving is None or busy == self._gate_held:
+            return
+        if busy:
+            self.serving.gate.hold()
+        else:
+            self.serving.gate.release()
+        self._gate_held = busy
+
     def _process(self, released: Released, producer: Any) -> None:
+        self._gate(True)
+        if self.serving is not None and self._pending is None:
+            self.serving.gate.serve()  # the model is quiet: answer the queries queued meanwhile
         if self.replica is not None:
             self._process_merged(released, producer)
             self.last_batch_at = time.monotonic()
@@ -411,6 +437,8 @@ class Worker:
         prev = self._pending
         if prev is not None:
             self._wait(prev)  # its compiled half is done: the model is free
+            if self.serving is not None:
+                self.serving.gate.serve()  # the request API's queued model queries, meanwhile
             if prev.second_s:
                 self._steer.update(sum(prev.second_s), prev.main_s, time.perf_counter() - prev.submitted,
                                    prev.waited)  # fmt: skip
@@ -465,12 +493,18 @@ class Worker:
     def _publish(self, events: Sequence[Any], keys: list[Any], parts: list[int | None],
                  lists: list[list[int]]) -> None:
         rec_topic = self.s.recommendations_topic
-        if rec_topic is None or not events:
+        if not events:
             return
-        names, send = self.processor.items.names, self._producer.send
-        for ev, key, part, recs in zip(events, keys, parts, lists, strict=True):
+        if self.serving is not None:  # the business rules over every list (stream/serving.py)
+            served = self.serving.publish(events, lists)
+        elif rec_topic is not None:
+            served = [self.processor.items.names(recs) for recs in lists]
+        if rec_topic is None:
+            return
+        send = self._producer.send
+        for ev, key, part, items in zip(events, keys, parts, served, strict=True):
             send(rec_topic, key=key, partition=part, value=orjson.dumps(
-                {"session_id": ev.session_id, "timestamp": ev.timestamp, "items": names(recs)}))
+                {"session_id": ev.session_id, "timestamp": ev.timestamp, "items": items}))
         self.published += len(events)
 
     def _process_merged(self, released: Released, producer: Any) -> None:
@@ -478,6 +512,7 @@ class Worker:
         clicks learned in between (``--learn-all-partitions``)."""
         process = self.processor.process
         names = self.processor.items.names
+        serving = self.serving
         rec_topic = self.s.recommendations_topic
         send = producer.send
         replica = self.replica
@@ -491,10 +526,11 @@ class Worker:
             if replica.adopting:
                 replica.adopt(ev)
             recs = process(ev)
+            items = serving.publish((ev,), (recs,))[0] if serving is not None else None
             if rec_topic is not None:
                 send(rec_topic, key=rec.key, partition=self._rec_partition(producer, rec.partition),
                      value=orjson.dumps({"session_id": ev.session_id, "timestamp": ev.timestamp,
-                                         "items": names(recs)}))
+                                         "items": items if items is not None else names(recs)}))
                 self.published += 1
         for tp, offset, n in released.offsets:
             self.ckpt.advance(tp, offset, n)

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "after the session's previous click (prequential HR@k / MRR@k), learn the click, "
                     "recommend the next top k, publish it (with --recommendations-topic), update "
                     "metrics. Offsets are committed only after a batch is processed. Malformed "
-                    "messages go to <topic>.dlq. HTTP: /metrics, /healthz, /recommendations/<session_id>.")
+                    "messages go to <topic>.dlq. HTTP: /metrics, /healthz, the request API (/recommendations, /items/<item_id>/similar, /openapi.json).")
     kafka_io.add_kafka_args(p)
     config.add(p, "--topic", default="clicks", help="click topic")
     config.add(p, "--group", default="streamrec", help="consumer group id")
@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(event-time order)")
     config.add(p, "--summary-json", default=None,
                help="write a JSON summary here at exit (counts, HR/MRR, latency percentiles, peak RSS)")
+    from stream.commands.serve_args import add_serving_args
+
+    add_serving_args(p)
     add_model_args(p)
     add_state_args(p)
     drift_config.add_arguments(p)
@@ -82,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         click_order=args.click_order, max_order_wait_s=args.max_order_wait,
     )
     worker = Worker(settings, processor)
+    from stream.commands.serve_args import build_serving
+
+    build_serving(args, worker)
     worker.install_signal_handlers()
     s = worker.run()
     if args.summary_json:
