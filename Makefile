@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test install install-test prometheus lint clean help
+.PHONY: demo test install install-test prometheus wrk lint clean help
 
 help:
 	@echo "make demo   - create .venv, install, run the pipeline on the embedded broker, print a summary"
@@ -44,7 +44,22 @@ prometheus:
 		echo "WARNING: prometheus/promtool missing and cannot be installed here; their tests will be skipped"; \
 	fi
 
-test: $(TSTAMP) prometheus
+# wrk (Debian's package) drives `streamrec bench --http-load`; no test needs it to pass.
+wrk:
+	@if command -v wrk >/dev/null 2>&1; then \
+		echo "wrk: $$(wrk --version 2>&1 | head -1)"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's wrk package (for streamrec bench --http-load)"; \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null \
+			|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null)) \
+			|| echo "WARNING: could not install wrk; bench --http-load will not run"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo -n apt-get install -y -qq wrk >/dev/null || echo "WARNING: could not install wrk"; \
+	else \
+		echo "WARNING: wrk missing and cannot be installed here; bench --http-load will not run"; \
+	fi
+
+test: $(TSTAMP) prometheus wrk
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(TSTAMP)

@@ -148,6 +148,9 @@ class Api:
         for name in d:
             if name not in ("items", "k", "category", "exclude"):
                 raise BadRequest(str(name)[:64], f"unknown field {str(name)[:64]!r}")
+        for name in ("k", "category", "exclude", "items"):
+            if name in d and d[name] is None:
+                raise BadRequest(name, f"{name} must not be null")
         items = _ids(d.get("items"), "items", required=True)
         k = _k(d.get("k"), self.k)
         category = _category(d.get("category"))
@@ -177,6 +180,10 @@ def _exclude(value: str | None) -> set[str]:
     return set(_ids(ids, "exclude"))
 
 
+#: What the schema promises is accepted as an id (the server takes any printable string).
+_ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[\\x20-\\x7e]+$"}
+_CATEGORY = {"type": "string", "minLength": 1, "maxLength": MAX_CATEGORY_CHARS, "pattern": "^[\\x20-\\x7e]+$"}
+_EXCLUDE = {"type": "string", "maxLength": 256, "pattern": "^([\\x20-\\x2b\\x2d-\\x7e]+(,[\\x20-\\x2b\\x2d-\\x7e]+)*)?$"}
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ITEMS = {"type": "array", "items": {"type": "string"}}
 _K = {"name": "k", "in": "query", "required": False,
@@ -197,12 +204,10 @@ OPENAPI: dict[str, Any] = {
         "/recommendations/{session_id}": {"get": {
             "summary": "The session's current list after the business rules",
             "parameters": [
-                {"name": "session_id", "in": "path", "required": True,
-                 "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+                {"name": "session_id", "in": "path", "required": True, "schema": _ID},
                 _K,
-                {"name": "category", "in": "query", "required": False,
-                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_CATEGORY_CHARS}},
-                {"name": "exclude", "in": "query", "required": False, "schema": {"type": "string"},
+                {"name": "category", "in": "query", "required": False, "schema": _CATEGORY},
+                {"name": "exclude", "in": "query", "required": False, "schema": _EXCLUDE,
                  "description": "comma-separated item ids to leave out"},
             ],
             "responses": {
@@ -217,20 +222,17 @@ OPENAPI: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "additionalProperties": False, "required": ["items"],
                 "properties": {
-                    "items": {"type": "array", "maxItems": MAX_ITEMS,
-                              "items": {"type": "string", "minLength": 1, "maxLength": 256}},
+                    "items": {"type": "array", "maxItems": MAX_ITEMS, "items": _ID},
                     "k": {"type": "integer", "minimum": 1, "maximum": MAX_K},
-                    "category": {"type": "string", "minLength": 1, "maxLength": MAX_CATEGORY_CHARS},
-                    "exclude": {"type": "array", "maxItems": MAX_ITEMS,
-                                "items": {"type": "string", "minLength": 1, "maxLength": 256}},
+                    "category": _CATEGORY,
+                    "exclude": {"type": "array", "maxItems": MAX_ITEMS, "items": _ID},
                 }}}}},
             "responses": {"200": {"description": "the list", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/List"}}}},
                 **_errors(400, 405, 411, 413, 415, 503)}}},
         "/items/{item_id}/similar": {"get": {
             "summary": "Items to show beside one item",
-            "parameters": [{"name": "item_id", "in": "path", "required": True,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 256}}, _K],
+            "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": _ID}, _K],
             "responses": {"200": {"description": "the list", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/List"}}}},
                 **_errors(400, 404, 405, 414, 503)}}},

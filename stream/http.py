@@ -35,8 +35,8 @@ from stream.events import valid_id
 
 log = logging.getLogger("streamrec.http")
 
-MAX_PATH = 512
-MAX_REQUEST_LINE = 1024  # bytes, "GET <path> HTTP/1.1"
+MAX_PATH = 4096  # the request target, query string included
+MAX_REQUEST_LINE = 4200  # bytes, "GET <path> HTTP/1.1"
 MAX_HEADERS = 32
 MAX_HEADER_BYTES = 8192
 MAX_BODY_BYTES = 65_536  # a POST body beyond this is refused (413)
@@ -277,8 +277,12 @@ class _Connection(asyncio.Protocol):
             self._fail(400, "bad Content-Length", "Content-Length")
             return False
         length = int(cl)
-        if length and method != "POST":
-            self._fail(413, "request bodies are not accepted here", "body")
+        if length and method == "GET":  # 405 where GET is not allowed at all, else 413
+            code, rheaders, rbody = dispatch(self.server.routes, method, target, headers, b"")
+            if code == 405:
+                self._write(code, rheaders, rbody, close=True)
+            else:
+                self._fail(413, "request bodies are not accepted here", "body")
             return False
         if length > MAX_BODY_BYTES:
             self._fail(413, f"request body over {MAX_BODY_BYTES} bytes", "body")
