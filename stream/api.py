@@ -96,6 +96,11 @@ class Api:
         self.serving = serving
         self.k = serving.k
 
+    @staticmethod
+    def blocking(method: str, path: str) -> bool:
+        """POST and similar ask the live model, which may have to wait for a quiet moment."""
+        return method == "POST" or (path.startswith("/items/") and "/similar" in path)
+
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response:
         route, _, qs = path.partition("?")
         try:

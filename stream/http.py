@@ -25,6 +25,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -42,6 +43,7 @@ MAX_HEADER_BYTES = 8192
 MAX_BODY_BYTES = 65_536  # a POST body beyond this is refused (413)
 REQUEST_TIMEOUT_S = 10.0  # a client that sends nothing for this long is dropped
 MAX_CONNECTIONS = 32  # concurrent; further connections are closed at once
+POOL_THREADS = 4  # requests that may wait (model queries, admin) are answered on these
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_JSON = "application/json"
 
@@ -54,6 +56,13 @@ class Handler(Protocol):
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response:
         """Answer one request; ``path`` includes the query string."""
+
+
+class ApiHandler(Handler, Protocol):
+    """The request API: a :class:`Handler` that also says which requests may wait."""
+
+    def blocking(self, method: str, path: str) -> bool:
+        """Whether answering may wait (the server then answers it on a thread of its pool)."""
 
 
 def json_response(code: int, obj: Any, headers: Mapping[str, str] | None = None) -> Response:
@@ -78,7 +87,7 @@ class Routes:
         metrics: Callable[[], bytes],
         health: Callable[[], tuple[bool, dict[str, Any]]],
         recommendations: Callable[[str], list[str] | None],
-        api: Handler | None = None,
+        api: ApiHandler | None = None,
         admin: Handler | None = None,
     ) -> None:
         self.metrics = metrics
@@ -86,6 +95,12 @@ class Routes:
         self.recommendations = recommendations
         self.api = api
         self.admin = admin
+
+    def blocking(self, method: str, target: str) -> bool:
+        """Whether a request may wait (for the model, for admin work): answered off the event loop."""
+        if target.startswith("/admin/"):
+            return self.admin is not None
+        return self.api is not None and self.api.blocking(method, target)
 
 
 def dispatch(routes: Routes, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
@@ -154,7 +169,7 @@ def _head(code: int, headers: Mapping[str, str], length: int, close: bool) -> by
 class _Connection(asyncio.Protocol):
     """One client connection: parse requests from the buffer, answer each with one write."""
 
-    __slots__ = ("server", "transport", "buf", "timer", "closing", "counted")
+    __slots__ = ("server", "transport", "buf", "timer", "closing", "counted", "waiting")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -163,6 +178,7 @@ class _Connection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.closing = False
         self.counted = False
+        self.waiting = False  # a response is being computed off the loop: later requests wait
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -204,7 +220,10 @@ class _Connection(asyncio.Protocol):
             return
         self._arm()
         self.buf += data
-        while self.buf and not self.closing:
+        self._drain()
+
+    def _drain(self) -> None:
+        while self.buf and not self.closing and not self.waiting:
             if not self._one():
                 return
 
@@ -294,9 +313,23 @@ class _Connection(asyncio.Protocol):
         self.buf = buf[start + length:]
         conn = headers.get("Connection", "").lower()
         close = conn == "close" or (version == "HTTP/1.0" and conn != "keep-alive")
-        code, rheaders, rbody = dispatch(self.server.routes, method, target, headers, body)
+        routes = self.server.routes
+        if routes.blocking(method, target):  # may wait for the model: off the loop, in order
+            self.waiting = True
+            fut = self.server.pool.submit(dispatch, routes, method, target, headers, body)
+            loop = self.server.loop
+            fut.add_done_callback(lambda f: loop.call_soon_threadsafe(self._answered, f, close))
+            return False
+        code, rheaders, rbody = dispatch(routes, method, target, headers, body)
         self._write(code, rheaders, rbody, close)
         return not close
+
+    def _answered(self, fut: Any, close: bool) -> None:
+        self.waiting = False
+        code, rheaders, rbody = fut.result()  # dispatch never raises
+        self._write(code, rheaders, rbody, close)
+        if not close:
+            self._drain()
 
 
 class HttpServer:
@@ -313,6 +346,7 @@ class HttpServer:
         self._address: tuple[str, int] = self.sock.getsockname()[:2]
         self._server: asyncio.AbstractServer | None = None
         self._ready = threading.Event()
+        self.pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="streamrec-http-pool")
         self.thread = threading.Thread(target=self._serve, name="streamrec-http", daemon=True)
 
     @property
@@ -358,3 +392,4 @@ class HttpServer:
         self.loop.call_soon_threadsafe(_stop)
         self.thread.join(10)
         self.sock.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -2,7 +2,9 @@
 
 One run (:func:`run_http_load`) on the embedded broker:
 
-1. produces N synthetic clicks to a fresh topic;
+1. produces N synthetic clicks to a fresh topic (one partition by default: the GET requests ask
+   for probe sessions that click all through the stream, and a worker reading several partitions
+   at different paces may expire a session of a lagging one by another's event time);
 2. worker A (its own group) consumes the topic at full speed with no HTTP load: its events/s
    over a window of ``duration`` seconds (``pipeline_events_per_s``, from ``/healthz``'s
    ``events_processed`` at both ends of the window);
@@ -30,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from stream.broker import EmbeddedBroker
+from stream.events import Event
 from stream.producer import produce_events
 from stream.synthetic import SyntheticStream
 
@@ -73,6 +76,7 @@ class WrkRun:
     max_ms: float = 0.0
     requests: int = 0
     errors: int = 0  # socket errors, timeouts and non-2xx answers
+    error_kinds: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
     def parse(out: str) -> WrkRun:
@@ -86,6 +90,7 @@ class WrkRun:
             p50_ms=round(d["p50_us"] / 1e3, 3), p90_ms=round(d["p90_us"] / 1e3, 3),
             p99_ms=round(d["p99_us"] / 1e3, 3), max_ms=round(d["max_us"] / 1e3, 3),
             requests=d["requests"], errors=errors,
+            error_kinds={k: d[k] for k in ("connect", "read", "write", "status", "timeout") if d[k]},
         )
 
 
@@ -157,6 +162,9 @@ class HttpLoadResult:
                    f"{self.pipeline_events_per_s_under_load:,.0f} under load"
                    + (f" ({kept:.0%})" if kept is not None else ""))
         out.extend(self.notes)
+        for name, r in rows:
+            if r.error_kinds:
+                out.append(f"{name} errors: {r.error_kinds}")
         return "\n".join(out)
 
     def as_dict(self) -> dict[str, Any]:
@@ -178,20 +186,48 @@ def _processed(w: Any) -> int | None:
     return None if h is None else int(h["events_processed"])
 
 
+#: Sessions the GET requests ask for: they click all through the stream, so they stay live.
+PROBE = "probe-"
+PROBES = 200
+PROBE_EVERY = 25
+#: Both workers' events/s are measured from this many events on (the same stretch of the stream).
+WARM_EVENTS = 30_000
+
+
+def with_probes(events: list[Event]) -> list[Event]:
+    """``events`` with a click of one of the :data:`PROBES` probe sessions after every
+    :data:`PROBE_EVERY` th (same item and time as that click), so each probe session clicks
+    every ``PROBES * PROBE_EVERY`` events and outlives the session timeout.
+
+    >>> evs = with_probes([Event("s", "i", float(t)) for t in range(50)])
+    >>> len(evs), evs[25].session_id, evs[25].item_id
+    (52, 'probe-0', 'i')
+    """
+    out: list[Event] = []
+    j = 0
+    for t, e in enumerate(events):
+        out.append(e)
+        if t % PROBE_EVERY == PROBE_EVERY - 1:
+            out.append(Event(f"{PROBE}{j % PROBES}", e.item_id, e.timestamp))
+            j += 1
+    return out
+
+
 def run_http_load(events: int = 300_000, model: str = "vstan", duration_s: float = 8.0, threads: int = 2,
-                  connections: int = 16, post_connections: int = 4, partitions: int = 4, seed: int = 0,
+                  connections: int = 16, post_connections: int = 4, partitions: int = 1, seed: int = 0,
                   worker_args: list[str] | None = None, bootstrap: str | None = None) -> HttpLoadResult:
     from stream.bench import _start_worker, _stop
 
     wrk_binary()
-    stream = list(SyntheticStream(events=events, seed=seed))
-    ids = list(dict.fromkeys(e.session_id for e in stream[:2_000]))[:200]
+    stream = with_probes(list(SyntheticStream(events=events, seed=seed)))
+    ids = [f"{PROBE}{j}" for j in range(PROBES)]
     first: dict[str, list[str]] = {}
     for e in stream[:5_000]:
         first.setdefault(e.session_id, []).append(e.item_id)
     baskets = [v[:3] for v in first.values()][:200]
     args = list(worker_args or [])
     notes: list[str] = []
+    events = len(stream)
     with tempfile.TemporaryDirectory(prefix="streamrec-httpload-") as tmp, \
             (EmbeddedBroker() if bootstrap is None else _Given(bootstrap)) as broker:
         client = {"bootstrap_servers": broker.bootstrap}
@@ -199,7 +235,7 @@ def run_http_load(events: int = 300_000, model: str = "vstan", duration_s: float
         produce_events(client, topic, stream, partitions=partitions, show_progress=False)
 
         def measure_rate(w: Any, window_s: float) -> float:
-            _wait(lambda: (_processed(w) or 0) > 0, 120, "the worker's first events")
+            _wait(lambda: (_processed(w) or 0) >= WARM_EVENTS, 300, "the worker's first events")
             n0, t0 = _processed(w) or 0, time.monotonic()
             time.sleep(window_s)
             n1, t1 = _processed(w) or 0, time.monotonic()
@@ -219,7 +255,7 @@ def run_http_load(events: int = 300_000, model: str = "vstan", duration_s: float
             _stop([a])
         b = _start_worker(broker.bootstrap, topic, f"{topic}-b", model, args, tmp, 1, False, None, None)
         try:
-            _wait(lambda: (_processed(b) or 0) >= 5_000, 120, "worker B's first polls")
+            _wait(lambda: (_processed(b) or 0) >= WARM_EVENTS - 5_000, 300, "worker B's first polls")
             get = start_wrk(b.port, _get_script(ids), tmp, "load-get", duration_s, max(1, threads // 2),
                             connections)
             post = start_wrk(b.port, _post_script(baskets), tmp, "load-post", duration_s, 1, post_connections)

@@ -40,6 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--repeat", default=1, type=int,
                help="whole benchmark runs (each with its own broker and topics); N > 1 prints "
                     "every run and the medians, as the issue's 'median of 3 runs'")
+    p.add_argument("--http-load", action="store_true",
+                   help="instead: the request API under load from wrk in a second process, against "
+                        "an idle worker and one consuming --events at full speed from a one-partition topic "
+                        "(stream/httpload.py)")
+    config.add(p, "--http-duration", default=8.0, type=float, help="--http-load: seconds per wrk run")
+    config.add(p, "--http-connections", default=16, type=int,
+               help="--http-load: wrk connections for GET (POST uses a quarter of them under load)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line (last line)")
     config.add_logging(p)
     p.set_defaults(func=run)
@@ -54,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: need 1 <= --workers <= --partitions")
     if args.repeat < 1:
         raise SystemExit("error: need --repeat >= 1")
+    if args.http_load:
+        return _http_load(args)
     shape = shop_label(args).removeprefix(", ")
     dataset, source = None, f"synthetic ({shape})" if shape else "synthetic"
     if args.dataset:
@@ -77,4 +86,20 @@ def run(args: argparse.Namespace) -> int:
         print(json_line(results[0]) if args.json else table(results[0]), flush=True)
     else:
         print(json_line(summarize(results)) if args.json else repeat_table(results), flush=True)
+    return 0
+
+
+def _http_load(args: argparse.Namespace) -> int:
+    import json
+
+    from stream.httpload import run_http_load
+
+    r = run_http_load(events=args.events, model=args.model, duration_s=args.http_duration,
+                      connections=args.http_connections, post_connections=max(1, args.http_connections // 4),
+                      partitions=1, seed=args.seed, worker_args=args.worker_arg,
+                      bootstrap=args.bootstrap_servers)
+    if args.json:
+        print(json.dumps({"model": r.model, "events_produced": r.events, **r.as_json()}), flush=True)
+    else:
+        print(r.table(), flush=True)
     return 0
