@@ -30,6 +30,7 @@ from stream import kafka_io
 from stream.config import log_event
 from stream.core import ClickProcessor, Run
 from stream.events import Event, Invalid, decode
+from stream.gcfreeze import GcFreezer
 from stream.http import HttpServer, Routes
 from stream.models.knn_index import IndexShadow
 from stream.ordering import ORDERS, EventTimeMerge, Released
@@ -230,6 +231,7 @@ class Worker:
         self.serving: Any = None  # stream.serving.Serving: business rules, catalogue, request API
         self.admin: Any = None  # the /admin/ routes' handler (stream.http.Handler), None: off
         self._gate_held = False
+        self._gc = GcFreezer()  # full GC passes off the long-lived state (HTTP tail latency)
 
     # -- control ------------------------------------------------------------------------------
 
@@ -323,6 +325,7 @@ class Worker:
                 elif self._pending is not None:
                     self._drain()
                 self._gate(self._pending is not None)
+                self._gc.tick()
                 self._checkpoint_and_commit(consumer, force=not self.ckpt.enabled and bool(released))
                 self.metrics.flush(self.processor)
                 self._update_lag(consumer)
