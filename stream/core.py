@@ -169,6 +169,10 @@ class ClickProcessor:
     fetch
         How many items the model ranks per click (at least ``k``): the worker's business rules
         (:mod:`stream.serving`) filter them down to ``k``; prequential scoring reads the first ``k``.
+    event_weights
+        Learning weight per event type (:func:`stream.events.parse_event_weights`), given to
+        models that weight clicks (:class:`~stream.models.base.WeightsClicks`); ``None``: every
+        click is learned once.
 
     Examples
     --------
@@ -190,8 +194,10 @@ class ClickProcessor:
         learn: bool = True,
         window: int = 10_000,
         fetch: int | None = None,
+        event_weights: dict[str, float] | None = None,
     ) -> None:
         self.model = model
+        self.event_weights = event_weights
         self.k = k
         self.fetch = max(k, fetch or k)  # the model ranks this many; the rules cut to k (stream/serving.py)
         self.sessions = sessions if sessions is not None else SessionStore()
@@ -228,7 +234,12 @@ class ClickProcessor:
 
         model = self.model
         if self.learn and item != OVERFLOW:
-            model.learn_one(session.key, item, event.timestamp, session.items)
+            weights = self.event_weights
+            if weights is not None and model.weights_clicks:
+                model.learn_one(session.key, item, event.timestamp, session.items,  # type: ignore[call-arg]
+                                weights[event.event_type])
+            else:
+                model.learn_one(session.key, item, event.timestamp, session.items)
         if item != OVERFLOW:
             self.sessions.append(session, item)
         else:
@@ -261,7 +272,7 @@ class ClickProcessor:
         (True, True)
         """
         model = self.model
-        if self.k <= 0 or not getattr(model, "batches", False):
+        if not self.batched(model):
             if on_click is None:
                 return [self.process(e) for e in events]
             return [self._one(e, t, on_click) for t, e in enumerate(events)]
@@ -275,6 +286,13 @@ class ClickProcessor:
         if rest is not None:
             rest()
         return self.finish(run, model, answers.result(), on_click)
+
+    def batched(self, model: SessionModel) -> bool:
+        """Whether :meth:`process_batch` runs ``model`` on its compiled batch path (``batches``,
+        the session-kNN family), which learns every click once: not when ``model`` weights clicks
+        and ``event_weights`` are set (those go click by click)."""
+        return (self.k > 0 and getattr(model, "batches", False)
+                and not (self.event_weights is not None and model.weights_clicks))
 
     def _one(self, event: Event, t: int, on_click: OnClick) -> list[int]:
         s = self.sessions.get(event.session_id)

@@ -160,8 +160,11 @@ def fit(
     events: Iterable[Event],
     items: ItemIndex,
     max_session_items: int = DEFAULT_MAX_SESSION_ITEMS,
+    event_weights: dict[str, float] | None = None,
 ) -> tuple[int, dict[int, float]]:
     """``learn_one`` on every event, in the given order; returns (events, training counts).
+
+    ``event_weights`` (per event type) are passed to a model that weights clicks.
 
     Each session id gets its own int key and history (its clicks so far, capped at
     ``max_session_items`` like the live session store). Sessions are not cut by inactivity:
@@ -170,6 +173,7 @@ def fit(
     keys: dict[str, int] = {}
     hist: dict[str, list[int]] = {}
     counts: dict[int, float] = {}
+    weights = event_weights if model.weights_clicks else None
     n = 0
     last_sid: str | None = None
     last_h: list[int] = []
@@ -187,7 +191,10 @@ def fit(
         n += 1
         if item == OVERFLOW:
             continue
-        model.learn_one(keys[sid], item, ev.timestamp, h)
+        if weights is not None:
+            model.learn_one(keys[sid], item, ev.timestamp, h, weights[ev.event_type])  # type: ignore[call-arg]
+        else:
+            model.learn_one(keys[sid], item, ev.timestamp, h)
         h.append(item)
         if len(h) > max_session_items:
             del h[0]
@@ -206,6 +213,7 @@ def evaluate_static(
     max_session_items: int = DEFAULT_MAX_SESSION_ITEMS,
     max_predictions: int | None = None,
     show_progress: bool | None = None,
+    event_weights: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """session-rec's static next-item protocol (all positions); see the module docstring.
 
@@ -225,12 +233,14 @@ def evaluate_static(
         History length given to the model (the live session store's cap).
     max_predictions
         Stop after this many predictions (quick checks).
+    event_weights
+        Learning weight per event type in training (:func:`stream.events.parse_event_weights`).
     """
     order = train_order or ("file" if fmt == "rsc15" else "session")
     m, name = _build(model, params)
     items = ItemIndex()
     t0 = perf_counter()
-    n_train, counts = fit(m, _train_events(train, fmt, order), items, max_session_items)
+    n_train, counts = fit(m, _train_events(train, fmt, order), items, max_session_items, event_weights)
     retrain = getattr(m, "retrain", None)
     if callable(retrain):  # batch models (item2vec) train on what learn_one buffered
         retrain()
@@ -283,6 +293,7 @@ def evaluate_static(
         "items": len(items),
         "train_order": order,
         "truncated": done,
+        "event_weights": event_weights,
     }
     return out
 
@@ -306,6 +317,7 @@ def evaluate_stream(
     max_session_items: int = DEFAULT_MAX_SESSION_ITEMS,
     show_progress: bool | None = None,
     total: int | None = None,
+    event_weights: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Prequential replay through :meth:`ClickProcessor.process` (test-then-train on every click).
 
@@ -325,6 +337,9 @@ def evaluate_stream(
         Replay at most this many events (warm-up included).
     session_ttl, max_session_items
         The live session store's settings (a session ends after ``session_ttl`` s idle).
+    event_weights
+        Learning weight per event type (:func:`stream.events.parse_event_weights`); the result's
+        ``hit_rate_at_K_by_event_type`` splits HR@K by the event type of the scored click.
 
     ``fit_s`` is the time spent in ``process`` outside ``recommend`` (learning and the core's
     bookkeeping) after the warm-up; ``replay_s`` the whole replay, reading included.
@@ -343,7 +358,8 @@ def evaluate_stream(
         total = limit if total is None else min(total, limit)
     m, name = _build(model, params)
     proc = ClickProcessor(m, k=k, sessions=SessionStore(ttl_s=session_ttl,
-                                                        max_session_items=max_session_items))
+                                                        max_session_items=max_session_items),
+                          event_weights=event_weights)
     proc.split_queries()  # a kNN model's queries on two cores, as in the worker (same lists)
     stats = ListStats(k)
     counts: dict[int, float] = {}
@@ -355,12 +371,19 @@ def evaluate_stream(
     chunk: list[Event] = []
     outside = 0.0
 
+    by_type: dict[str, list[int]] = {}  # event type -> [scored clicks, hits]
+
     def on_click(t: int, scored: list[int] | None) -> None:  # in click order, after each click
         nonlocal max_count, outside
         t0 = perf_counter()
+        item = proc.items.get(chunk[t].item_id)
         if scoring and scored is not None:
             stats.add(scored, counts, max_count)
-        item = proc.items.get(chunk[t].item_id)
+            tally = by_type.get(chunk[t].event_type)
+            if tally is None:
+                tally = by_type[chunk[t].event_type] = [0, 0]
+            tally[0] += 1
+            tally[1] += item is not None and item in scored[:k]
         if item is not None:
             c = counts[item] = counts.get(item, 0.0) + 1.0
             if c > max_count:
@@ -395,6 +418,9 @@ def evaluate_stream(
         "sessions": sessions.started,
         "sources": sources,
         "order": order,
+        "event_weights": event_weights,
+        f"hit_rate_at_{k}_by_event_type": {et: round(h / n_et, 5) for et, (n_et, h) in sorted(by_type.items())},
+        "predictions_by_event_type": {et: n_et for et, (n_et, _) in sorted(by_type.items())},
     }
 
 

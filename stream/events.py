@@ -31,6 +31,9 @@ MAX_TIMESTAMP = 7_258_118_400.0
 
 EVENT_TYPES = ("view", "cart", "purchase")
 
+#: Bound on a learning weight (``--event-weights``): a weight multiplies count increments.
+MAX_EVENT_WEIGHT = 1000.0
+
 #: Every way an event can be wrong.
 REASONS = (
     "empty",  # zero-length message
@@ -170,6 +173,50 @@ def validate(obj: object, key: bytes | None = None) -> Event | Invalid:
     if key is not None and key != sid.encode():
         return Invalid("key_mismatch")
     return Event(sid, iid, ts, etype, uid, cat, price)
+
+
+def parse_event_weights(text: str | None) -> dict[str, float] | None:
+    """``--event-weights``: ``"view=1,cart=3,purchase=5"`` -> a weight per event type.
+
+    Types left out weigh 1. ``None`` when every weight is 1 (nothing to weight: the models learn
+    as without the flag). A bad entry raises ``ValueError`` naming it.
+
+    >>> parse_event_weights("view=1,purchase=5")
+    {'view': 1.0, 'cart': 1.0, 'purchase': 5.0}
+    >>> parse_event_weights("view=1") is None, parse_event_weights("") is None
+    (True, True)
+    >>> parse_event_weights("buy=2")
+    Traceback (most recent call last):
+    ...
+    ValueError: --event-weights: unknown event type 'buy' (choose from view, cart, purchase)
+    """
+    weights = dict.fromkeys(EVENT_TYPES, 1.0)
+    seen: set[str] = set()
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, eq, raw = part.partition("=")
+        name = name.strip()
+        if not eq:
+            raise ValueError(f"--event-weights: {part!r} is not TYPE=WEIGHT (e.g. purchase=5)")
+        if name not in EVENT_TYPES:
+            raise ValueError(f"--event-weights: unknown event type {name!r} "
+                             f"(choose from {', '.join(EVENT_TYPES)})")
+        if name in seen:
+            raise ValueError(f"--event-weights: {name}: given twice")
+        seen.add(name)
+        try:
+            w = float(raw)
+        except ValueError:
+            w = math.nan
+        if not (0.0 < w <= MAX_EVENT_WEIGHT):
+            raise ValueError(f"--event-weights: {name}: weight must be a number in "
+                             f"(0, {MAX_EVENT_WEIGHT:g}], got {raw.strip()!r}")
+        weights[name] = w
+    if all(w == 1.0 for w in weights.values()):
+        return None
+    return weights
 
 
 def decode(value: bytes | None, key: bytes | None = None) -> Event | Invalid:

@@ -177,7 +177,12 @@ class Replica:
         item = p.items.intern(ev.item_id)
         if item != OVERFLOW:
             if p.learn:
-                p.model.learn_one(s.key, item, ev.timestamp, s.items)
+                m, weights = p.model, p.event_weights
+                if weights is not None and m.weights_clicks:
+                    m.learn_one(s.key, item, ev.timestamp, s.items,  # type: ignore[call-arg]
+                                weights[ev.event_type])
+                else:
+                    m.learn_one(s.key, item, ev.timestamp, s.items)
             self.shadow.append(s, item)
         else:
             s.clicks += 1

@@ -29,8 +29,11 @@ def simulate(
     drift_end: int | None = None,
     sessions: SessionStore | None = None,
     items: ItemIndex | None = None,
+    event_weights: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Run ``events`` through ``model`` and ``monitor``; returns the JSON-ready summary.
+
+    ``event_weights``: learning weight per event type (``ClickProcessor``'s).
 
     Examples
     --------
@@ -43,7 +46,8 @@ def simulate(
     (20000, True, 1)
     """
     processor = ClickProcessor(model, k=k, sessions=sessions, items=items,
-                               monitor=monitor if baselines is None else Tee(monitor, baselines))
+                               monitor=monitor if baselines is None else Tee(monitor, baselines),
+                               event_weights=event_weights)
     monitor.attach(processor)
     processor.split_queries()  # a kNN model's queries on two cores, as in the worker (same lists)
     t0 = perf_counter()

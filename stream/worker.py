@@ -424,7 +424,7 @@ class Worker:
                 parts.append(self._rec_partition(producer, rec.partition))
         proc = self.processor
         model = proc.model
-        if not (self.s.pipeline and events and proc.k > 0 and getattr(model, "batches", False)):
+        if not (self.s.pipeline and events and proc.batched(model)):
             self._drain()
             self._publish(events, keys, parts, proc.process_batch(events))
             for tp, offset, n in done:

@@ -92,3 +92,27 @@ def test_unknown_items_and_empty_histories_never_raise(name: str) -> None:
     p = ClickProcessor(m)
     p.process(Event("s", "x", 1.0))
     assert isinstance(m.recommend([0, 99_999], 2.0, 20, session=None), list)
+
+
+WEIGHTS = {"view": 1.0, "cart": 3.0, "purchase": 5.0}
+#: The same stream with carts and purchases among the views.
+TYPED = [ev._replace(event_type=("view", "view", "cart", "view", "purchase")[t % 5])
+         for t, ev in enumerate(EVENTS[:1500])]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_event_weights_a_batch_equals_click_by_click(name: str) -> None:
+    one = ClickProcessor(make_model(name), event_weights=WEIGHTS)
+    batch = ClickProcessor(make_model(name), event_weights=WEIGHTS)
+    lists = [one.process(ev) for ev in TYPED]
+    assert batch.process_batch(TYPED) == lists
+    assert (batch.preq.hits, batch.preq.predictions) == (one.preq.hits, one.preq.predictions)
+    plain = ClickProcessor(make_model(name)).process_batch(TYPED)
+    if not make_model(name).weights_clicks:  # learns every click once, whatever its type
+        assert lists == plain
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_weight_one_everywhere_is_the_unweighted_model(name: str) -> None:
+    ones = ClickProcessor(make_model(name), event_weights=dict.fromkeys(WEIGHTS, 1.0))
+    assert ones.process_batch(TYPED) == ClickProcessor(make_model(name)).process_batch(TYPED)

@@ -21,6 +21,24 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="model parameter with session-rec's name, e.g. --param k=100 (repeatable)")
     config.add(g, "--k", default=20, type=int, help="length of each recommended list (HR@k, MRR@k)")
+    add_event_weights_arg(g)
+
+
+def add_event_weights_arg(group: Any) -> None:
+    config.add(group, "--event-weights", default=None, metavar="TYPE=W,...",
+               help="learning weight per event type, e.g. view=1,cart=3,purchase=5 (types left out "
+                    "weigh 1; default: every click once). Models that weight clicks (SR, AR, Markov, "
+                    "POP, item2vec, the hybrid's parts) multiply what a click adds; the kNN models do not")
+
+
+def event_weights(args: argparse.Namespace) -> dict[str, float] | None:
+    """``--event-weights`` parsed, or exit with the error naming the bad entry."""
+    from stream.events import parse_event_weights
+
+    try:
+        return parse_event_weights(args.event_weights)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def add_state_args(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +104,7 @@ def build_processor(args: argparse.Namespace, monitor: object | None = None) -> 
     sessions = SessionStore(ttl_s=args.session_ttl, max_sessions=args.max_sessions,
                             max_session_items=args.max_session_items)
     processor = ClickProcessor(model, k=args.k, sessions=sessions, items=ItemIndex(args.max_items),
-                               monitor=monitor)  # type: ignore[arg-type]
+                               monitor=monitor, event_weights=event_weights(args))  # type: ignore[arg-type]
     if monitor is not None and hasattr(monitor, "attach"):
         monitor.attach(processor)  # the retrain policy swaps processor.model
     return processor

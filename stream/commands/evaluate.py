@@ -48,6 +48,10 @@ def register(subparsers: Any) -> None:
     add(p, "--train-order", default=None, choices=["file", "session", "time"],
         help="static: training order; default 'file' for rsc15 (already by session, then time), "
              "'session' otherwise")
+    add(p, "--event-weights", default=None, nargs="+", metavar="TYPE=W,...",
+        help="learning weight per event type, e.g. view=1,purchase=5 (types left out weigh 1; "
+             "'off': every click once). Several settings evaluate one after the other and print a "
+             "comparison (with --json: {\"runs\": [...]}) (env: settings separated by ';')")
     add(p, "--session-ttl", default=1800.0, type=float, help="stream: session inactivity timeout, s")
     add(p, "--max-predictions", default=None, type=int, help="static: stop after N predictions")
     add(p, "--json", action="store_true", default=False,
@@ -68,10 +72,71 @@ def _protocol(args: argparse.Namespace) -> str:
     return "static"
 
 
+def _weight_settings(raw: str | list[str] | None) -> list[dict[str, float] | None]:
+    """``--event-weights`` values: one parsed setting each (``off``: none).
+
+    >>> _weight_settings(None), _weight_settings(["off", "purchase=5"])
+    ([None], [None, {'view': 1.0, 'cart': 1.0, 'purchase': 5.0}])
+    """
+    from stream.events import parse_event_weights
+
+    if raw is None:
+        return [None]
+    specs = raw.split(";") if isinstance(raw, str) else raw
+    return [None if spec.strip().lower() in ("off", "none", "") else parse_event_weights(spec)
+            for spec in specs]
+
+
+def _comparison(runs: list[dict[str, Any]], k: int) -> str:
+    """One line per run: its weights, HR@k and MRR@k overall and per event type."""
+    lines = [f"{'event weights':<28}{'HR@' + str(k):>10}{'MRR@' + str(k):>10}  HR@{k} by event type"]
+    for r in runs:
+        w = r.get("event_weights")
+        label = "off" if not w else ",".join(f"{t}={v:g}" for t, v in w.items())
+        by = r.get(f"hit_rate_at_{k}_by_event_type") or {}
+        n = r.get("predictions_by_event_type") or {}
+        split = "  ".join(f"{t} {v:.4f} ({n.get(t, 0)})" for t, v in by.items())
+        lines.append(f"{label:<28}{r[f'hit_rate_at_{k}']:>10.4f}{r[f'mrr_at_{k}']:>10.4f}  {split}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from stream import evaluate as ev
 
     protocol = _protocol(args)
+    try:
+        settings = _weight_settings(args.event_weights)
+    except ValueError as exc:
+        print(f"streamrec evaluate: {exc}", file=sys.stderr)
+        return 2
+    if any(settings) and protocol == "ff19":
+        print("streamrec evaluate: --event-weights does not apply to the ff19 protocol", file=sys.stderr)
+        return 2
+    runs: list[dict[str, Any]] = []
+    for weights in settings:
+        code = _run_one(args, protocol, weights, runs)
+        if code:
+            return code
+    if len(runs) > 1:
+        k = runs[0]["k"]
+        if args.json:
+            print(json.dumps({"compare": "event_weights", "runs": runs}, default=str))
+        else:
+            for r in runs:
+                print(ev.format_table(r))
+                print()
+            print(_comparison(runs, k))
+    elif args.json:
+        print(json.dumps(runs[0], default=str))
+    else:
+        print(ev.format_table(runs[0]))
+    return 0
+
+
+def _run_one(args: argparse.Namespace, protocol: str, weights: dict[str, float] | None,
+             runs: list[dict[str, Any]]) -> int:
+    from stream import evaluate as ev
+
     try:
         params = parse_params(args.param.split() if isinstance(args.param, str) else args.param)
     except ValueError as exc:
@@ -90,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             result = ev.evaluate_static(
                 args.train, args.test, fmt=args.format, model=args.model, params=params,
                 k=k, train_order=args.train_order, max_predictions=args.max_predictions,
-                show_progress=show,
+                show_progress=show, event_weights=weights,
             )
         elif protocol == "stream":
             files = args.stream.split(",") if isinstance(args.stream, str) else args.stream
@@ -101,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             result = ev.evaluate_stream(
                 files, fmt=args.format, model=args.model, params=params, k=k,
                 warmup=args.warmup, order=args.order, limit=args.limit,
-                session_ttl=args.session_ttl, show_progress=show,
+                session_ttl=args.session_ttl, show_progress=show, event_weights=weights,
             )
         else:
             if not args.dataset:
@@ -115,8 +180,5 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         print(f"streamrec evaluate: model {args.model!r} is not available yet ({exc})", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(result, default=str))
-    else:
-        print(ev.format_table(result))
+    runs.append(result)
     return 0

@@ -16,7 +16,14 @@ import sys
 from typing import Any
 
 from monitoring.drift import config as drift_config
-from stream.commands.common import add_model_args, add_shop_args, add_state_args, shop_kwargs, shop_label
+from stream.commands.common import (
+    add_model_args,
+    add_shop_args,
+    add_state_args,
+    event_weights,
+    shop_kwargs,
+    shop_label,
+)
 from stream.config import add, add_logging, setup_logging
 from stream.datasets import FORMATS
 from stream.synthetic import SCENARIOS
@@ -88,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     sessions = SessionStore(ttl_s=args.session_ttl, max_sessions=args.max_sessions,
                             max_session_items=args.max_session_items)
     out = simulate(events, model, monitor, baselines, k=args.k, drift_at=drift_at, drift_end=drift_end,
-                   sessions=sessions, items=ItemIndex(args.max_items))
+                   sessions=sessions, items=ItemIndex(args.max_items), event_weights=event_weights(args))
     out["model"] = args.model
     out["on_drift"] = args.on_drift
     if args.scenario is not None:

@@ -237,20 +237,28 @@ static int RuleRows_init(RuleRows *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-/* The (history, item) arguments of learn_steps / learn_pairs: item's int and history as a fast
- * sequence (a new reference; NULL with an exception set on bad arguments). */
-static PyObject *history_args(PyObject *const *args, Py_ssize_t nargs, const char *usage, long *item) {
-    if (nargs != 2) {
+/* The (history, item[, scale]) arguments of learn_steps / learn_pairs: item's int, the scale of
+ * the click's increments (1 when left out) and history as a fast sequence (a new reference; NULL
+ * with an exception set on bad arguments). */
+static PyObject *history_args(PyObject *const *args, Py_ssize_t nargs, const char *usage, long *item,
+                              double *scale) {
+    if (nargs != 2 && nargs != 3) {
         PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
     if (item_of(args[1], item) < 0) return NULL;
+    *scale = 1.0;
+    if (nargs == 3) {
+        *scale = PyFloat_AsDouble(args[2]);
+        if (*scale == -1.0 && PyErr_Occurred()) return NULL;
+    }
     return PySequence_Fast(args[0], "history must be a sequence of item ints");
 }
 
 static PyObject *RuleRows_learn_steps(RuleRows *self, PyObject *const *args, Py_ssize_t nargs) {
     long item;
-    PyObject *seq = history_args(args, nargs, "learn_steps(history, item)", &item);
+    double scale;
+    PyObject *seq = history_args(args, nargs, "learn_steps(history, item[, scale])", &item, &scale);
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **h = PySequence_Fast_ITEMS(seq);
@@ -258,7 +266,7 @@ static PyObject *RuleRows_learn_steps(RuleRows *self, PyObject *const *args, Py_
     int ok = 1;
     for (Py_ssize_t x = 1; ok && x <= last; x++) {
         long a;
-        ok = item_of(h[n - x], &a) == 0 && add(self, a, item, args[1], self->wx[x]) == 0;
+        ok = item_of(h[n - x], &a) == 0 && add(self, a, item, args[1], self->wx[x] * scale) == 0;
     }
     Py_DECREF(seq);
     if (!ok) return NULL;
@@ -267,15 +275,16 @@ static PyObject *RuleRows_learn_steps(RuleRows *self, PyObject *const *args, Py_
 
 static PyObject *RuleRows_learn_pairs(RuleRows *self, PyObject *const *args, Py_ssize_t nargs) {
     long item;
-    PyObject *seq = history_args(args, nargs, "learn_pairs(history, item)", &item);
+    double scale;
+    PyObject *seq = history_args(args, nargs, "learn_pairs(history, item[, scale])", &item, &scale);
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **h = PySequence_Fast_ITEMS(seq);
     int ok = 1;
     for (Py_ssize_t i = 0; ok && i < n; i++) {
         long prev;
-        ok = item_of(h[i], &prev) == 0 && add(self, prev, item, args[1], 1.0) == 0
-             && add(self, item, prev, h[i], 1.0) == 0;
+        ok = item_of(h[i], &prev) == 0 && add(self, prev, item, args[1], scale) == 0
+             && add(self, item, prev, h[i], scale) == 0;
     }
     Py_DECREF(seq);
     if (!ok) return NULL;
@@ -442,9 +451,11 @@ static Py_ssize_t RuleRows_len(RuleRows *self) { return self->n_rows; }
 
 static PyMethodDef RuleRows_methods[] = {
     {"learn_steps", (PyCFunction)(void (*)(void))RuleRows_learn_steps, METH_FASTCALL,
-     "learn_steps(history, item): add weights[x] to row[history[-x]][item], x = 1 .. steps (SR)."},
+     "learn_steps(history, item[, scale]): add weights[x] * scale to row[history[-x]][item], "
+     "x = 1 .. steps (SR)."},
     {"learn_pairs", (PyCFunction)(void (*)(void))RuleRows_learn_pairs, METH_FASTCALL,
-     "learn_pairs(history, item): add 1 to row[prev][item] and row[item][prev] for every prev (AR)."},
+     "learn_pairs(history, item[, scale]): add scale (1) to row[prev][item] and row[item][prev] "
+     "for every prev (AR)."},
     {"add", (PyCFunction)(void (*)(void))RuleRows_add, METH_FASTCALL, "add(a, b, w): row[a][b] += w."},
     {"top", (PyCFunction)(void (*)(void))RuleRows_top, METH_FASTCALL,
      "top(a, k): the first k partners of a's ranking (weight descending, ties by row order), pruned."},

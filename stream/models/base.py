@@ -16,6 +16,10 @@ Two verbs, River-style:
   can leave it out of its own neighbourhood; it is ``None`` for a session the model never learned
   (session-rec's static protocol).
 
+Models that learn more from some clicks than others (a purchase more than a view, the
+``--event-weights`` flag) derive from :class:`WeightsClicks`: their ``learn_one`` takes a
+``weight`` (1 by default), and each says in its docstring what the weight multiplies.
+
 A model returns a plain list of at most ``k`` item ints, best first, and never raises for an
 unknown item or an empty history: it returns what it can (possibly an empty list).
 """
@@ -36,6 +40,8 @@ class SessionModel(abc.ABC):
 
     #: Registry name, e.g. ``"sr"``; set by each concrete class.
     name: ClassVar[str] = ""
+    #: ``learn_one`` takes a ``weight`` (see :class:`WeightsClicks`); ``False``: every click counts once.
+    weights_clicks: ClassVar[bool] = False
 
     @abc.abstractmethod
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
@@ -73,3 +79,21 @@ class SessionModel(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+class WeightsClicks(SessionModel):
+    """A session model whose learning takes a per-click weight.
+
+    ``learn_one(session, item, timestamp, history, weight)`` learns the click as ``weight``
+    clicks would count (``weight`` > 0, 1 when left out: the unweighted model exactly). The
+    per-click core passes the weight of the click's event type (``--event-weights``); every
+    other caller leaves it out. What the weight multiplies (a rule increment, a popularity
+    count, a token's repetitions) is each model's own and said in its docstring.
+    """
+
+    weights_clicks: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int],
+                  weight: float = 1.0) -> None:
+        """Learn that ``item`` followed ``history`` in ``session``, counted ``weight`` times."""

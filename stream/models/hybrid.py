@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
-from stream.models.base import SessionModel
+from stream.models.base import SessionModel, WeightsClicks
 from stream.models.pop import PopularityCounts, fill
 
 COMBINES = ("score", "rank")
@@ -75,7 +75,7 @@ def _top(scores: dict[int, float], depth: int) -> dict[int, float]:
     return {i: s / top for i, s in scores.items() if s > 0}
 
 
-class Hybrid(SessionModel):
+class Hybrid(WeightsClicks):
     """Weighted sum of two or more session models' (normalised) scores.
 
     Parameters
@@ -113,6 +113,10 @@ class Hybrid(SessionModel):
     model_params
         Parameters of the parts, ``{"sr": {"steps": 10}}``. Keyword arguments ``sr__steps=10``
         or ``**{"sr.steps": 10}`` (what ``--param sr.steps=10`` gives) are folded into it.
+
+    A click's learning weight goes to the parts that weight clicks (SR, AR, Markov, POP,
+    item2vec; the kNN parts learn it once) and to the hybrid's own popularity fallback; the
+    bandit's reward is not weighted.
 
     Examples
     --------
@@ -314,12 +318,16 @@ class Hybrid(SessionModel):
         for m in self.parts:
             m.warm_up()
 
-    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int],
+                  weight: float = 1.0) -> None:
         if self._policy is not None and history:
             self._reward(session, item, timestamp, history)
         for m in self.parts:
-            m.learn_one(session, item, timestamp, history)
-        self._pop.add(item, timestamp)
+            if weight != 1.0 and m.weights_clicks:
+                m.learn_one(session, item, timestamp, history, weight)  # type: ignore[call-arg]
+            else:
+                m.learn_one(session, item, timestamp, history)
+        self._pop.add(item, timestamp, weight)
 
     def forget_session(self, session: int) -> None:
         self._memo.pop(session, None)

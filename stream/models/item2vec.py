@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.models.base import SessionModel
+from stream.models.base import WeightsClicks
 from stream.models.pop import PopularityCounts, fill
 
 #: gensim's own defaults for the parameters this model exposes (gensim 4 names).
@@ -151,7 +151,7 @@ class NeighbourTable:
         return self.items[part].tolist()
 
 
-class Item2Vec(SessionModel):
+class Item2Vec(WeightsClicks):
     """Skip-gram word2vec on sessions (FF19's item2vec), recommending nearest neighbours.
 
     Parameters
@@ -191,6 +191,11 @@ class Item2Vec(SessionModel):
     half_life
         Half-life in event-time seconds of the popularity used as fallback (``None``: plain
         counts).
+
+    A click's learning weight w repeats its item ``round(w)`` times (at least once) in the
+    session's sentence of the training buffer, so skip-gram trains on its pairs that many times
+    over, and multiplies its popularity count. Weights given to :meth:`retrain_from` clicks are
+    not known (the drift policy's buffer keeps none): they count once.
 
     Attributes
     ----------
@@ -318,17 +323,22 @@ class Item2Vec(SessionModel):
 
     # -- the SessionModel verbs -----------------------------------------------------------------
 
-    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int],
+                  weight: float = 1.0) -> None:
         buf = self._buffer
         seq = buf.get(session)
         if seq is None:
             seq = buf[session] = []
         seq.append(item)
         self._buffered += 1
+        if weight != 1.0:
+            for _ in range(int(weight + 0.5) - 1):  # the token repeated: round(weight) times
+                seq.append(item)
+                self._buffered += 1
         while self._buffered > self.max_events and len(buf) > 1:
             _, old = buf.popitem(last=False)
             self._buffered -= len(old)
-        self._pop.add(item, timestamp)
+        self._pop.add(item, timestamp, weight)
         self._since_train += 1
         self._learned += 1
         if self._started:

@@ -18,6 +18,12 @@ and a batch of clicks then runs on for thousands of new sessions before the next
 (later new items of a full session are ignored) and at most ``2 * max_item_sessions`` entries per
 posting list.
 
+Learning weights per event type (``--event-weights``, :class:`~stream.models.base.WeightsClicks`)
+are not applied here: a session's items are a set with last positions, and its neighbours' votes
+are session-rec's similarity formulas, with no click count for a weight to multiply short of
+changing the formulas (and the compiled batch path). A purchase therefore enters the index as a
+view does.
+
 Two query paths, same results. With numba importable (and ``STREAMREC_KNN_KERNEL`` not ``0``),
 the query runs in one call of the compiled kernel :mod:`stream.models.knn_kernel`: one pass over
 the session items' posting lists with a per-slot marker (candidates and weighted overlaps), "recent"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stream.models.base import SessionModel
+from stream.models.base import WeightsClicks
 
 
 class PopularityCounts:
@@ -37,10 +37,11 @@ class PopularityCounts:
         self._top: list[int] = []
         self._top_k = 0
 
-    def add(self, item: int, ts: float) -> None:
+    def add(self, item: int, ts: float, weight: float = 1.0) -> None:
+        """Count a click on ``item`` at ``ts`` as ``weight`` clicks."""
         hl = self.half_life
         if hl is None:
-            w = 1.0
+            w = weight
         else:
             if self._t_ref is None:
                 self._t_ref = ts
@@ -50,7 +51,7 @@ class PopularityCounts:
                 self.counts = {i: v * f for i, v in self.counts.items()}
                 self._t_ref = ts
                 e = 0.0
-            w = 2.0**e
+            w = weight * 2.0**e
         counts = self.counts
         counts[item] = counts.get(item, 0.0) + w
         self._since += 1
@@ -86,7 +87,7 @@ def _largest(counts: dict[int, float], k: int) -> list[int]:
     return [keys[j] for j in cand[np.argsort(neg[cand], kind="stable")[:k]].tolist()]
 
 
-class Popularity(SessionModel):
+class Popularity(WeightsClicks):
     """Decayed item popularity, ignoring the session (POP, with a half-life).
 
     Parameters
@@ -97,12 +98,19 @@ class Popularity(SessionModel):
     remind
         If ``False``, items already in the session are left out.
 
+    A click's learning weight is what it adds to its item's count (a purchase at weight 5
+    counts as five views).
+
     Examples
     --------
     >>> m = Popularity(half_life=None)
     >>> for t, i in enumerate([1, 2, 2, 3, 2, 3]): m.learn_one(0, i, float(t), [])
     >>> m.recommend([1], 6.0, k=2)
     [2, 3]
+    >>> w = Popularity(half_life=None)
+    >>> for i, weight in ((1, 3.0), (2, 1.0), (2, 1.0)): w.learn_one(0, i, 0.0, [], weight=weight)
+    >>> w.recommend([], 1.0, k=2)
+    [1, 2]
     """
 
     name = "pop"
@@ -112,8 +120,9 @@ class Popularity(SessionModel):
         self.remind = remind
         self._pop = PopularityCounts(half_life=half_life)
 
-    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
-        self._pop.add(item, timestamp)
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int],
+                  weight: float = 1.0) -> None:
+        self._pop.add(item, timestamp, weight)
 
     def recommend(
         self, history: Sequence[int], timestamp: float, k: int = 20, session: int | None = None

@@ -12,6 +12,11 @@ keeps up to ``max_row`` partners (dropping the lightest half of the surplus when
 so memory is bounded and the top ``pruning`` are those a batch prune would keep unless a partner
 was dropped early and later grew heavy (``max_row`` >> ``pruning`` makes that rare).
 
+A click's learning weight (:class:`~stream.models.base.WeightsClicks`, ``--event-weights``)
+multiplies every increment that click adds (the pairs where it is the later item, and for AR the
+reverse pairs too) and its popularity count: a purchase at weight 5 adds what five views of it
+would. At weight 1 the rows are session-rec's.
+
 Quirk kept: scores are max-normalised per row (session-rec divides by the maximum). Quirk fixed:
 an item with no rules gets popular items instead of NaN (session-rec Q5); those fill slots after
 the rule partners, so rule rankings are unchanged.
@@ -30,7 +35,7 @@ from array import array
 from collections.abc import Sequence
 from operator import itemgetter
 
-from stream.models.base import SessionModel
+from stream.models.base import WeightsClicks
 from stream.models.pop import PopularityCounts, fill
 
 WEIGHTINGS = ("div", "linear", "quadratic", "log", "same")
@@ -109,18 +114,18 @@ class _DictRows:
         if len(row) > 2 * self.max_row:
             self._prune(a, row)
 
-    def learn_steps(self, history: Sequence[int], item: int) -> None:
-        """``add(history[-x], item, weights[x])`` for x = 1 .. steps (SR's look-back)."""
+    def learn_steps(self, history: Sequence[int], item: int, scale: float = 1.0) -> None:
+        """``add(history[-x], item, weights[x] * scale)`` for x = 1 .. steps (SR's look-back)."""
         w = self._w
         n = len(history)
         for x in range(1, min(len(w) - 1, n) + 1):
-            self.add(history[n - x], item, w[x])
+            self.add(history[n - x], item, w[x] * scale)
 
-    def learn_pairs(self, history: Sequence[int], item: int) -> None:
-        """``add(prev, item, 1)`` and ``add(item, prev, 1)`` for every earlier click (AR)."""
+    def learn_pairs(self, history: Sequence[int], item: int, scale: float = 1.0) -> None:
+        """``add(prev, item, scale)`` and ``add(item, prev, scale)`` for every earlier click (AR)."""
         for prev in history:
-            self.add(prev, item, 1.0)
-            self.add(item, prev, 1.0)
+            self.add(prev, item, scale)
+            self.add(item, prev, scale)
 
     def _prune(self, a: int, row: dict[int, float]) -> None:
         """Keep ``a``'s ``max_row`` heaviest partners (ties: earliest inserted)."""
@@ -221,7 +226,7 @@ ROWS: type = (_CompiledRows if _CompiledRows is not None
               else _DictRows)
 
 
-class _RuleModel(SessionModel):
+class _RuleModel(WeightsClicks):
     """Shared storage, pruning and ranking of the rule models."""
 
     _w: list[float] | None = None  # SR's step weights (w[x] for x steps back)
@@ -289,6 +294,9 @@ class SequentialRules(_RuleModel):
     fallback
         Fill short lists with popular items.
 
+    A click's learning weight multiplies the step weights it adds, w(x) * weight, and its
+    popularity count.
+
     Examples
     --------
     >>> m = SequentialRules(steps=2)
@@ -297,6 +305,9 @@ class SequentialRules(_RuleModel):
     {1: {2: 1.0, 3: 0.5}, 2: {3: 1.0}}
     >>> m.scores(1), m.recommend([9, 1], 3.0, k=2)
     ({2: 1.0, 3: 0.5}, [2, 3])
+    >>> m.learn_one(1, 4, 4.0, [1], weight=5.0)  # a purchase of 4 after 1, at weight 5
+    >>> m.rules[1], m.recommend([1], 5.0, k=1)
+    ({2: 1.0, 3: 0.5, 4: 5.0}, [4])
 
     References
     ----------
@@ -322,13 +333,17 @@ class SequentialRules(_RuleModel):
         self._w = [0.0] + [step_weight(weighting, x) for x in range(1, steps + 1)]
         super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
 
-    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
-        self._rows.learn_steps(history, item)
-        self._pop.add(item, timestamp)
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int],
+                  weight: float = 1.0) -> None:
+        self._rows.learn_steps(history, item, weight)
+        self._pop.add(item, timestamp, weight)
 
 
 class AssociationRules(_RuleModel):
     """AR: symmetric co-occurrence of every pair of clicks in a session (session-rec ``ar.py``).
+
+    A click's learning weight is what each of its pairs adds (both directions), and its
+    popularity count.
 
     Examples
     --------
@@ -343,13 +358,16 @@ class AssociationRules(_RuleModel):
     def __init__(self, pruning: int = 20, max_row: int = 50, fallback: bool = True) -> None:
         super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
 
-    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
-        self._rows.learn_pairs(history, item)
-        self._pop.add(item, timestamp)
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int],
+                  weight: float = 1.0) -> None:
+        self._rows.learn_pairs(history, item, weight)
+        self._pop.add(item, timestamp, weight)
 
 
 class MarkovChain(_RuleModel):
     """First-order Markov: counts of immediate successors (session-rec ``markov.py``).
+
+    A click's learning weight is what it adds to its predecessor's count, and to its popularity.
 
     Examples
     --------
@@ -364,7 +382,8 @@ class MarkovChain(_RuleModel):
     def __init__(self, pruning: int = 20, max_row: int = 50, fallback: bool = True) -> None:
         super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
 
-    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
+    def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int],
+                  weight: float = 1.0) -> None:
         if history:
-            self._rows.add(history[-1], item, 1.0)
-        self._pop.add(item, timestamp)
+            self._rows.add(history[-1], item, weight)
+        self._pop.add(item, timestamp, weight)

@@ -52,6 +52,9 @@ class STAN(KNNModel):
         Memory caps of the index (:class:`stream.models.knn_index.SessionIndex`);
         ``max_item_sessions=None`` means ``max(sample_size, 1000)``.
 
+    Clicks are not weighted by event type (``--event-weights``): a purchase enters the index as
+    a view does, keeping session-rec's formulas (see :mod:`stream.models.knn_index`).
+
     Examples
     --------
     >>> m = STAN(k=10)

@@ -49,6 +49,9 @@ class VSTAN(STAN):
     max_sessions, max_session_items, max_item_sessions
         Memory caps of the index (:class:`stream.models.knn_index.SessionIndex`).
 
+    Clicks are not weighted by event type (``--event-weights``): a purchase enters the index as
+    a view does, keeping session-rec's formulas (see :mod:`stream.models.knn_index`).
+
     Examples
     --------
     >>> m = VSTAN(k=10)
