@@ -6,6 +6,14 @@ Formats (``--format``):
 * ``diginetica`` — CIKM Cup 2016 ``train-item-views.csv`` (``;``-separated ``session_id``,
   ``user_id``, ``item_id``, ``timeframe`` ms within the session, ``eventdate``). The clock is
   ``eventdate`` midnight UTC + ``timeframe`` (the data has no absolute time of day).
+* ``diginetica-purchases`` — the same views with the purchases of their sessions merged in as
+  ``event_type=purchase``: PATH is the folder (or its views file, ``train-item-views.csv`` or
+  ``sample_train-item-views.csv``) and ``train-purchases.csv`` beside it (``;``-separated
+  ``sessionId``, ``userId``, ``timeframe``, ``eventdate``, ``ordernumber``, ``itemId``). A
+  purchase's ``timeframe`` counts from the session's start, so its clock is the day of the
+  session's first view + ``timeframe``; purchases of sessions without views are left out. The
+  provider's sessions run for hours (a purchase comes a median 78 min after the last view in
+  the sample): replay with a ``--session-ttl`` longer than that, or the store cuts them.
 * ``retailrocket`` — raw ``events.csv`` (``timestamp`` ms, ``visitorid``, ``event``, ``itemid``,
   ``transactionid``); sessions are cut at 30 minutes of inactivity per visitor;
   ``addtocart`` -> ``cart``, ``transaction`` -> ``purchase``.
@@ -35,7 +43,7 @@ import orjson
 
 from stream.events import Event, Invalid, validate
 
-FORMATS = ("rsc15", "diginetica", "retailrocket", "online-retail", "csv", "jsonl")
+FORMATS = ("rsc15", "diginetica", "diginetica-purchases", "retailrocket", "online-retail", "csv", "jsonl")
 SESSION_GAP_S = 30 * 60.0
 
 
@@ -84,8 +92,15 @@ def _rsc15(path: Path) -> Iterator[Event]:
                 yield Event(row[s], row[i], float(row[t]))
 
 
+_DigiRow = tuple[str, int, str, "str | None", float, str]  # session, timeframe, item, user, day, type
+
+
 def _diginetica(path: Path) -> Iterator[Event]:
-    rows: list[tuple[str, int, str, str | None, float]] = []
+    yield from _diginetica_events(_diginetica_views(path))
+
+
+def _diginetica_views(path: Path) -> list[_DigiRow]:
+    rows: list[_DigiRow] = []
     with _open(path) as f:
         r = csv.reader(f, delimiter=";")
         pos = _need(next(r, None), ("session_id", "item_id", "timeframe", "eventdate"), path, "diginetica")
@@ -100,11 +115,48 @@ def _diginetica(path: Path) -> Iterator[Event]:
                 day = days[row[d]] = datetime.strptime(row[d], "%Y-%m-%d").replace(
                     tzinfo=timezone.utc).timestamp()
             uid = row[u] if u is not None and row[u] not in ("", "NA") else None
-            rows.append((row[s], int(row[tf]), row[i], uid, day))
-    # the file's rows are not in timeframe order within a session: sort as SR-GNN does
+            rows.append((row[s], int(row[tf]), row[i], uid, day, "view"))
+    return rows
+
+
+def _diginetica_events(rows: list[_DigiRow]) -> Iterator[Event]:
+    # the file's rows are not in timeframe order within a session: sort as SR-GNN does (stable:
+    # a purchase follows a view of the same timeframe)
     rows.sort(key=lambda x: (x[0].zfill(12), x[1]))
-    for sid, tf_ms, item, uid, day in rows:
-        yield Event(sid, item, day + tf_ms / 1000.0, "view", uid)
+    for sid, tf_ms, item, uid, day, kind in rows:
+        yield Event(sid, item, day + tf_ms / 1000.0, kind, uid)
+
+
+DIGINETICA_VIEWS = ("train-item-views.csv", "train-item-views.csv.gz", "sample_train-item-views.csv")
+DIGINETICA_PURCHASES = ("train-purchases.csv", "train-purchases.csv.gz")
+
+
+def _beside(folder: Path, names: tuple[str, ...], what: str) -> Path:
+    for name in names:
+        if (folder / name).exists():
+            return folder / name
+    raise DatasetError(f"{folder}: no {what} file ({' or '.join(names)})")
+
+
+def _diginetica_purchases(path: Path) -> Iterator[Event]:
+    views = _beside(path, DIGINETICA_VIEWS, "Diginetica views") if path.is_dir() else path
+    rows = _diginetica_views(views)
+    start: dict[str, float] = {}  # session -> day of its first view (by timeframe)
+    first: dict[str, int] = {}
+    for sid, tf_ms, _, _, day, _ in rows:
+        if sid not in first or tf_ms < first[sid]:
+            first[sid], start[sid] = tf_ms, day
+    buys = _beside(views.parent, DIGINETICA_PURCHASES, "Diginetica purchases")
+    with _open(buys) as f:
+        r = csv.reader(f, delimiter=";")
+        pos = _need(next(r, None), ("sessionId", "timeframe", "itemId"), buys, "diginetica purchases")
+        s, tf, i = pos["sessionId"], pos["timeframe"], pos["itemId"]
+        u = pos.get("userId")
+        for row in r:
+            if row and row[s] in start:
+                uid = row[u] if u is not None and row[u] not in ("", "NA") else None
+                rows.append((row[s], int(row[tf]), row[i], uid, start[row[s]], "purchase"))
+    yield from _diginetica_events(rows)
 
 
 def _retailrocket(path: Path) -> Iterator[Event]:
@@ -233,6 +285,8 @@ def read_events(
             gen = _rsc15(path)
         elif fmt == "diginetica":
             gen = _diginetica(path)
+        elif fmt == "diginetica-purchases":
+            gen = _diginetica_purchases(path)
         elif fmt == "retailrocket":
             gen = _retailrocket(path)
         elif fmt == "online-retail":

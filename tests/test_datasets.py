@@ -38,6 +38,26 @@ def test_diginetica_sorts_within_session_and_builds_a_clock(tmp_path: Path) -> N
     assert ev[2].timestamp - ev[1].timestamp == pytest.approx(4.0)
 
 
+def test_diginetica_purchases_join_their_sessions_views(tmp_path: Path) -> None:
+    write(tmp_path, "train-item-views.csv", "session_id;user_id;item_id;timeframe;eventdate\n"
+                                            "1;NA;x;5000;2016-01-02\n1;NA;y;1000;2016-01-02\n2;7;z;0;2016-01-01\n")
+    write(tmp_path, "train-purchases.csv", "sessionId;userId;timeframe;eventdate;ordernumber;itemId\n"
+                                           "1;NA;5000;2016-01-02;9;x\n"  # with its view's timeframe
+                                           "2;7;86410000;2016-01-02;8;q\n"  # a day after the start
+                                           "3;NA;10;2016-01-01;7;w\n")  # no views: left out
+    ev = list(read_events(tmp_path, "diginetica-purchases"))
+    assert [(e.session_id, e.item_id, e.event_type) for e in ev] == [
+        ("2", "z", "view"), ("1", "y", "view"), ("1", "x", "view"), ("1", "x", "purchase"),
+        ("2", "q", "purchase")]
+    assert ev[-1].timestamp - ev[0].timestamp == pytest.approx(86_410.0) and ev[-1].user_id == "7"
+    views = [e for e in ev if e.event_type == "view"]
+    assert views == list(read_events(tmp_path / "train-item-views.csv", "diginetica"))
+    assert list(read_events(tmp_path / "train-item-views.csv", "diginetica-purchases")) == ev
+    (tmp_path / "train-purchases.csv").unlink()
+    with pytest.raises(DatasetError, match="purchases"):
+        list(read_events(tmp_path, "diginetica-purchases"))
+
+
 def test_retailrocket_sessions_cut_at_30_minutes(tmp_path: Path) -> None:
     p = write(tmp_path, "events.csv", "timestamp,visitorid,event,itemid,transactionid\n"
                                       "1000000,v1,view,a,\n1600000,v1,addtocart,a,\n"
@@ -87,5 +107,7 @@ def test_real_logs_read_in_place() -> None:
     assert all(a.timestamp <= b.timestamp for a, b in zip(ev, ev[1:]))
     digi = list(read_events(data_path("diginetica", "sample_train-item-views.csv"), "diginetica"))
     assert len({e.session_id for e in digi}) == 2_986
+    buys = [e for e in read_events(data_path("diginetica"), "diginetica-purchases") if e.event_type == "purchase"]
+    assert len(buys) == 256 and len({e.session_id for e in buys}) == 138  # SOURCE.md: 138 sessions
     dec = list(read_events(data_path("online-retail", "online_retail_2010-12.csv.gz"), "online-retail"))
     assert dec and all(e.event_type == "purchase" for e in dec)

@@ -92,7 +92,7 @@ def _comparison(runs: list[dict[str, Any]], k: int) -> str:
     lines = [f"{'event weights':<28}{'HR@' + str(k):>10}{'MRR@' + str(k):>10}  HR@{k} by event type"]
     for r in runs:
         w = r.get("event_weights")
-        label = "off" if not w else ",".join(f"{t}={v:g}" for t, v in w.items())
+        label = "off" if not w else ",".join(f"{t}={v:g}" for t, v in w.items() if v != 1.0)
         by = r.get(f"hit_rate_at_{k}_by_event_type") or {}
         n = r.get("predictions_by_event_type") or {}
         split = "  ".join(f"{t} {v:.4f} ({n.get(t, 0)})" for t, v in by.items())
