@@ -35,10 +35,27 @@ REASONS = ("bad_key", "too_large", "not_utf8", "bad_json", "not_object", "bad_av
            "bad_category", "bad_price", "catalog_full")
 
 
+#: How a catalogue topic is created when streamrec creates it: compacted (the last value per item).
+TOPIC_CONFIGS = {"cleanup.policy": "compact"}
+
+
 class ItemInfo(NamedTuple):
     available: bool = True
     category: str | None = None
     price: float | None = None
+
+    def to_json(self) -> bytes:
+        """The topic value: the fields that are set.
+
+        >>> ItemInfo(False, "shoes").to_json(), ItemInfo(price=2.5).to_json()
+        (b'{"available":false,"category":"shoes"}', b'{"available":true,"price":2.5}')
+        """
+        d: dict[str, Any] = {"available": self.available}
+        if self.category is not None:
+            d["category"] = self.category
+        if self.price is not None:
+            d["price"] = self.price
+        return orjson.dumps(d)
 
 
 #: What a tombstone leaves: a deleted item is never served.
@@ -243,7 +260,7 @@ class CatalogFollower:
         self.consumer = kafka_io.make_consumer(client, group_id=None, enable_auto_commit=False)
         parts = self.consumer.partitions_for_topic(topic)
         if not parts:
-            kafka_io.ensure_topic(client, topic, 1)
+            kafka_io.ensure_topic(client, topic, 1, configs=TOPIC_CONFIGS)
             parts = self.consumer.partitions_for_topic(topic) or {0}
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         self.consumer.assign(tps)

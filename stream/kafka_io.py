@@ -112,10 +112,13 @@ def make_consumer(cfg: dict[str, Any], **overrides: Any) -> KafkaConsumer:
     return KafkaConsumer(**client_kwargs("consumer", cfg, **overrides))
 
 
-def ensure_topic(cfg: dict[str, Any], topic: str, partitions: int = 1, timeout_s: float = 30.0) -> bool:
+def ensure_topic(cfg: dict[str, Any], topic: str, partitions: int = 1, timeout_s: float = 30.0,
+                 configs: dict[str, str] | None = None) -> bool:
     """Create ``topic`` with ``partitions`` unless it exists; True if it was created.
 
     Topics are created explicitly because auto-creation picks the broker's partition count.
+    ``configs`` (e.g. ``{"cleanup.policy": "compact"}``) are asked for at creation; a broker that
+    refuses them gets the topic without them, and a warning says so.
     """
     deadline = time.monotonic() + timeout_s
     while True:
@@ -130,6 +133,17 @@ def ensure_topic(cfg: dict[str, Any], topic: str, partitions: int = 1, timeout_s
     try:
         if topic in admin.list_topics():
             return False
+        if configs:
+            try:
+                admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=configs)])
+                log.info("created topic %s with %d partition(s), %s", topic, partitions,
+                         ", ".join(f"{k}={v}" for k, v in configs.items()))
+                return True
+            except TopicAlreadyExistsError:
+                raise
+            except KafkaError as exc:
+                log.warning("the broker refused topic %s with %s (%s): creating it without", topic,
+                            configs, exc)
         admin.create_topics([NewTopic(topic, partitions, 1)])
         log.info("created topic %s with %d partition(s)", topic, partitions)
         return True

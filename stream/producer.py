@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from stream import kafka_io
 from stream.events import Event
@@ -75,3 +76,53 @@ def produce_events(
     elapsed = time.monotonic() - t0
     log.info("produced %d events to %s in %.1f s", n, topic, elapsed)
     return ProduceSummary(n, elapsed)
+
+
+@dataclass
+class CatalogSummary:
+    """What :func:`produce_catalog` did: records sent, and those refused by reason, with the
+    first few as ``(record number, reason, detail)``."""
+
+    sent: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    examples: list[tuple[int, str, str]] = field(default_factory=list)
+
+    @property
+    def refused_total(self) -> int:
+        return sum(self.refused.values())
+
+
+#: Refused records logged one by one; the rest only counted.
+MAX_REPORTED = 20
+
+
+def produce_catalog(client: dict, topic: str, path: str | Path, partitions: int = 1) -> CatalogSummary:
+    """Send a catalogue file's records (:func:`stream.catalog.read_file`: jsonl or csv) to
+    ``topic`` keyed by item id, values as the topic carries them; create ``topic`` compacted if
+    absent. Bad records are counted and logged, not sent. Flushes before returning."""
+    from stream.catalog import TOPIC_CONFIGS, read_file
+    from stream.events import Invalid
+
+    path = Path(path)
+    if not path.is_file():  # before the broker is asked
+        raise FileNotFoundError(f"{path}: no such catalogue file")
+    summary = CatalogSummary()
+    records = read_file(path)
+    kafka_io.ensure_topic(client, topic, partitions, configs=TOPIC_CONFIGS)
+    producer = kafka_io.make_producer(client)
+    try:
+        for n, rec in enumerate(records, 1):
+            if isinstance(rec, Invalid):
+                summary.refused[rec.reason] = summary.refused.get(rec.reason, 0) + 1
+                if len(summary.examples) < MAX_REPORTED:
+                    summary.examples.append((n, rec.reason, rec.detail))
+                    log.warning("catalogue record %d refused: %s %s", n, rec.reason, rec.detail)
+                continue
+            item_id, info = rec
+            producer.send(topic, key=item_id.encode(), value=info.to_json())
+            summary.sent += 1
+        producer.flush()
+    finally:
+        producer.close(10)
+    log.info("produced %d catalogue records to %s (%d refused)", summary.sent, topic, summary.refused_total)
+    return summary

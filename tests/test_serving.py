@@ -411,3 +411,49 @@ def test_catalogue_follower_reads_every_partition(broker, unique) -> None:
         assert f.catalog.counts() == (19, 10) and not f.catalog.allowed("i1")
     finally:
         f.close()
+
+
+@pytest.mark.broker
+def test_produce_catalog_loads_a_file_a_worker_then_follows(broker, unique, tmp_path, capsys) -> None:
+    """``streamrec produce --catalog FILE``: good records reach the catalogue topic keyed by item id
+    (created compacted), bad ones are counted and not sent; a worker following the topic has them."""
+    import logging
+
+    from stream.cli import main
+
+    handlers = logging.getLogger().handlers[:]  # main() logs to the captured stderr: put them back
+    topic = f"catalog-{unique}"
+    first = tmp_path / "catalog.jsonl"
+    first.write_text('{"item_id": "a", "available": true, "category": "shoes", "price": 19.9}\n'
+                     '{"item_id": "b", "available": false}\n'
+                     '{"item_id": "c", "price": "lots"}\n'  # bad_price
+                     'not json\n'
+                     '{"item_id": "d", "category": "hats"}\n')
+    flags = ["--bootstrap-servers", broker.bootstrap, "--catalog-topic", topic]
+    assert main(["produce", "--catalog", str(first), *flags]) == 0
+    assert "produced 3 catalogue records" in capsys.readouterr().err
+    sent = read_topic({"bootstrap_servers": broker.bootstrap}, topic, 3)
+    assert sorted((r.key, orjson.loads(r.value)) for r in sent) == [
+        (b"a", {"available": True, "category": "shoes", "price": 19.9}), (b"b", {"available": False}),
+        (b"d", {"available": True, "category": "hats"})]
+
+    cfg = {"bootstrap_servers": broker.bootstrap}
+    settings = WorkerSettings(client=cfg, topic=f"clicks-{unique}", group=f"g-{unique}", model_name="sr",
+                              metrics_port=0, poll_timeout_ms=100)
+    worker = Worker(settings, ClickProcessor(make_model("sr"), k=20))
+    try:
+        serving = build_serving(_ns(catalog_topic=topic), worker)
+        catalog = serving.catalog
+        assert catalog.counts() == (2, 1) and catalog.get("a") == ItemInfo(True, "shoes", 19.9)
+        assert catalog.get("c") is None and serving.follower.bad == {}  # nothing bad reached the topic
+        update = tmp_path / "update.csv"
+        update.write_text("item_id,available,category,price\na,false,shoes,18\ne,yes,,\n,true,x,1\n")
+        assert main(["produce", "--catalog", str(update), *flags]) == 0
+        assert "refused 1 (bad_key 1)" in capsys.readouterr().err
+        _wait(lambda: (serving.poll_catalog(), catalog.counts())[1] == (2, 2), 30, "the update")
+        assert not catalog.allowed("a") and catalog.allowed("e")
+        with pytest.raises(SystemExit, match="no such catalogue file"):
+            main(["produce", "--catalog", str(tmp_path / "nope.jsonl"), *flags])
+    finally:
+        worker.stop()
+        logging.getLogger().handlers[:] = handlers

@@ -40,13 +40,22 @@ def source_events(args: argparse.Namespace) -> tuple[list | SyntheticStream, int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("produce", help="replay a dataset or synthetic clicks into a Kafka topic",
+    p = sub.add_parser("produce", help="replay a dataset or synthetic clicks into a Kafka topic, or load "
+                                       "a catalogue file into the catalogue topic",
                        description="Create the topic if absent and send click events to it, keyed by "
-                                   "session id, with a progress bar.")
+                                   "session id, with a progress bar; or, with --catalog FILE, send a "
+                                   "catalogue file's items to the catalogue topic, keyed by item id.")
     kafka_io.add_kafka_args(p)
     config.add(p, "--topic", default="clicks", help="topic to produce to")
     config.add(p, "--partitions", default=4, type=int, help="partitions when creating the topic")
     add_source_args(p)
+    c = p.add_argument_group("catalogue (instead of clicks)")
+    config.add(c, "--catalog", default=None, metavar="FILE",
+               help="load this catalogue file (jsonl: item_id, available, category, price per line; or "
+                    "csv with those columns) into --catalog-topic; bad records are reported and counted, "
+                    "not sent")
+    config.add(c, "--catalog-topic", default="catalog",
+               help="catalogue topic for --catalog (created compacted with one partition if absent)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--rate", type=float, default=None, help="events per second (default: flat out)")
     pace.add_argument("--speedup", type=float, default=None,
@@ -61,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     from stream.producer import produce_events
 
     config.setup_logging(args.log_level, args.log_format)
+    if args.catalog:
+        if args.synthetic or args.dataset:
+            raise SystemExit("choose one of --catalog, --synthetic and --dataset")
+        return _catalog(args)
     if args.synthetic and args.dataset:
         raise SystemExit("choose one of --synthetic and --dataset")
     if not args.synthetic and not args.dataset:
@@ -71,4 +84,17 @@ def run(args: argparse.Namespace) -> int:
                              show_progress=False if args.no_progress else None)
     print(f"produced {summary.events_produced} events to {args.topic} in {summary.elapsed_s:.1f} s "
           f"({summary.events_per_s:,.0f}/s)", file=sys.stderr)
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from stream.producer import produce_catalog
+
+    try:
+        summary = produce_catalog(kafka_io.client_config(args), args.catalog_topic, args.catalog)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    refused = ", ".join(f"{why} {n}" for why, n in sorted(summary.refused.items()))
+    print(f"produced {summary.sent} catalogue records to {args.catalog_topic}; refused "
+          f"{summary.refused_total}{f' ({refused})' if refused else ''}", file=sys.stderr)
     return 0
