@@ -364,6 +364,8 @@ def test_compose_ports_and_addresses_agree() -> None:
     for name, s in apps.items():
         f = flags([interpolate(a) for a in s["command"]])
         assert f["--bootstrap-servers"] == in_net, name
+        if "--catalog" in f:  # the catalogue producer: checked below
+            continue
         topics.add(f["--topic"])
         if "--partitions" in f:
             assert int(f["--partitions"]) == int(kafka["KAFKA_NUM_PARTITIONS"]), name
@@ -406,6 +408,32 @@ def test_compose_ports_and_addresses_agree() -> None:
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home.startswith(dash_dir + "/")
     assert (ROOT / gm[dash_dir] / home[len(dash_dir) + 1:]).is_file()
+
+
+def test_compose_catalogue_producer_loads_a_sample_the_worker_follows() -> None:
+    """A one-shot ``produce --catalog`` of a small file shipped in the repo, into the topic the
+    worker follows, done before the worker starts."""
+    from stream.catalog import read_file
+    from stream.events import Invalid
+
+    services = compose()["services"]
+    loaders = {n: s for n, s in services.items()
+               if n.startswith("streamrec-") and "--catalog" in flags(s["command"])}
+    assert len(loaders) == 1, loaders
+    (name, svc), = loaders.items()
+    f = flags(svc["command"])
+    assert svc["command"][0] == "produce" and svc.get("restart") == "no" and not svc.get("profiles")
+    (src, dst), = mounts(svc)
+    assert f["--catalog"].startswith(dst + "/"), "the catalogue file is not under its mount"
+    sample = ROOT / src / f["--catalog"][len(dst) + 1:]
+    assert sample.is_file() and sample.stat().st_size < 16_384, "ship a small sample, not a dataset"
+    records = list(read_file(sample))
+    assert records and not [r for r in records if isinstance(r, Invalid)]
+    assert any(not info.available for _, info in records)  # something for the rules to filter
+    worker = services["streamrec-worker"]
+    assert flags(worker["command"])["--catalog-topic"] == f["--catalog-topic"]
+    assert worker["depends_on"][name] == {"condition": "service_completed_successfully"}
+    assert svc["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
 def test_dockerfile_copies_existing_files() -> None:
