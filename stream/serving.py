@@ -22,6 +22,7 @@ thread ask the live model without racing the worker's learning.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -148,13 +149,15 @@ class ModelGate:
     The worker :meth:`hold` s the gate while the model (or its second thread) may be working and
     :meth:`release` s it once idle; at each point in between where the model is quiet it calls
     :meth:`serve`, which answers the queries queued meanwhile. :meth:`call` runs a query at once
-    when the gate is free, else queues it and waits (at most ``timeout_s``).
+    when the gate is free, else queues it and waits (at most ``timeout_s``); ``waited_at`` is when
+    a query last had to queue, which the worker reads to open the gate more often meanwhile.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queue: deque[list[Any]] = deque()
         self._qlock = threading.Lock()
+        self.waited_at = -math.inf  # time.monotonic() of the last queued query
 
     def hold(self) -> None:
         self._lock.acquire()
@@ -190,7 +193,8 @@ class ModelGate:
         job: list[Any] = [fn, None, threading.Event()]
         with self._qlock:
             self._queue.append(job)
-        deadline = time.monotonic() + timeout_s
+        self.waited_at = now = time.monotonic()
+        deadline = now + timeout_s
         while not job[2].wait(0.002):
             if self._lock.acquire(blocking=False):  # freed meanwhile: run it here if still queued
                 try:

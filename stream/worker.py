@@ -44,6 +44,14 @@ REPLICA_POLL_RECORDS = 1_000
 PIPELINE_SWITCH_INTERVAL_S = 0.0005
 #: Poll timeout while clicks wait for a lagging partition (its records are on their way).
 HELD_POLL_TIMEOUT_MS = 10
+#: Clicks between two openings of the serving gate on the click-by-click path: the request API's
+#: model queries (POST /recommendations, /items/<id>/similar) wait at most this many clicks.
+GATE_EVERY_CLICKS = 64
+#: Clicks per pipelined run while the request API has model queries waiting (else a whole poll):
+#: the gate opens between runs, so a query waits for at most one such run.
+GATE_RUN_CLICKS = 256
+#: Seconds after a model query had to wait during which runs stay short.
+GATE_RECENT_S = 2.0
 
 
 def _event_time(value: Any) -> float | None:
@@ -308,7 +316,8 @@ class Worker:
                 # clicks held for a lagging partition, wait only briefly: its records are coming
                 timeout = (0 if self._pending is not None else
                            HELD_POLL_TIMEOUT_MS if merge.held() else s.poll_timeout_ms)
-                batch = consumer.poll(timeout_ms=timeout)
+                run_clicks = self._run_clicks()
+                batch = consumer.poll(timeout_ms=timeout, max_records=run_clicks)
                 self.last_poll = time.monotonic()
                 self._note_rebalance()
                 if batch:
@@ -318,7 +327,7 @@ class Worker:
                     self.last_progress = self.broker_ok_at = self.last_poll
                 if self.replica is not None:
                     self.replica.poll()
-                released = merge.take(s.poll_records)
+                released = merge.take(run_clicks)
                 if released:
                     self._process(released, producer)
                     self.last_progress = self.last_poll
@@ -370,6 +379,16 @@ class Worker:
         for tp, records in batch.items():
             records = fresh(tp, records)  # drop what the (restored) state already has
             merge.add(tp, records, [decode(rec.value, rec.key) for rec in records])
+
+    def _run_clicks(self) -> int:
+        """Clicks to take for the next run: a poll's worth, or :data:`GATE_RUN_CLICKS` while the
+        request API's model queries have been waiting for the gate (pipelined models, whose runs
+        hold it from one opening to the next)."""
+        n = self.s.poll_records
+        serving = self.serving
+        if serving is not None and time.monotonic() - serving.gate.waited_at < GATE_RECENT_S:
+            return min(n, GATE_RUN_CLICKS)
+        return n
 
     def _gate(self, busy: bool) -> None:
         """Hold the serving gate while the model may be working, so the request API's model
@@ -426,7 +445,7 @@ class Worker:
         model = proc.model
         if not (self.s.pipeline and events and proc.batched(model)):
             self._drain()
-            self._publish(events, keys, parts, proc.process_batch(events))
+            self._publish(events, keys, parts, self._process_opening_gate(events))
             for tp, offset, n in done:
                 self.ckpt.advance(tp, offset, n)
             self.last_batch_at = time.monotonic()
@@ -463,6 +482,19 @@ class Worker:
             rest()  # this run's last queries, on the copy, while the second thread does the others
             main_s = time.perf_counter() - t0
         self._pending = _Pending(run, model, future, done, keys, parts, main_s, submitted, second_s)
+
+    def _process_opening_gate(self, events: list[Any]) -> list[list[int]]:
+        """``process_batch`` of ``events``; on the click-by-click path, in slices of
+        :data:`GATE_EVERY_CLICKS` with the request API's queued model queries answered between
+        them (the same lists: a slice's clicks go through the core as the whole run's would)."""
+        proc, serving = self.processor, self.serving
+        if serving is None or len(events) <= GATE_EVERY_CLICKS or proc.batched(proc.model):
+            return proc.process_batch(events)
+        lists: list[list[int]] = []
+        for lo in range(0, len(events), GATE_EVERY_CLICKS):
+            lists += proc.process_batch(events[lo:lo + GATE_EVERY_CLICKS])
+            serving.gate.serve()
+        return lists
 
     @staticmethod
     def _wait(p: _Pending) -> Any:

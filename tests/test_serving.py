@@ -161,6 +161,31 @@ def test_gate_runs_queued_queries_when_the_worker_is_quiet() -> None:
     assert g.call(lambda: 3) == 3
 
 
+def test_worker_opens_the_gate_between_slices_and_shortens_runs_while_queries_wait() -> None:
+    """On the click-by-click path a queued model query is answered after the first
+    GATE_EVERY_CLICKS clicks of a long run, not after the run; the lists are the run's own. While
+    queries have been waiting, runs are cut to GATE_RUN_CLICKS."""
+    from stream import worker as w
+
+    events = list(SyntheticStream(events=4 * w.GATE_EVERY_CLICKS + 5, seed=3))
+    proc = ClickProcessor(make_model("sr"), k=20)
+    worker = Worker(WorkerSettings(client={}, topic="t", group="g", model_name="sr", metrics_port=0), proc)
+    worker.serving = Serving(proc)
+    gate = worker.serving.gate
+    assert worker._run_clicks() == worker.s.poll_records  # nobody waited
+    gate.hold()  # as the worker holds it while processing
+    seen: list[int] = []
+    t = threading.Thread(target=lambda: seen.append(gate.call(lambda: proc.events)))
+    t.start()
+    _wait(lambda: gate.waited_at > 0, 5, "the query to queue")
+    lists = worker._process_opening_gate(events)
+    t.join(5)
+    gate.release()
+    assert seen == [w.GATE_EVERY_CLICKS]
+    assert lists == ClickProcessor(make_model("sr"), k=20).process_batch(events)
+    assert worker._run_clicks() == min(worker.s.poll_records, w.GATE_RUN_CLICKS)
+
+
 # -- request API ---------------------------------------------------------------------------------
 
 
