@@ -1,7 +1,7 @@
 """Every ``streamrec_*`` Prometheus metric, declared once, on a registry passed in.
 
 The per-click path never touches these objects: the worker calls :meth:`Metrics.flush` once per
-poll batch, which reads plain counters off the :class:`~stream.core.ClickProcessor`. Drift metrics
+poll batch, which reads plain counters off the :class:`~stream.processing.core.ClickProcessor`. Drift metrics
 come from the drift monitor's own collector, registered on the same registry.
 """
 
@@ -20,8 +20,8 @@ from prometheus_client import (
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from stream.core import LATENCY_BUCKETS, ClickProcessor
 from stream.events import REASONS
+from stream.processing.core import LATENCY_BUCKETS, ClickProcessor
 
 
 class _LatencyHistogram(Collector):

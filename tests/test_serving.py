@@ -11,18 +11,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream import kafka_io
-from stream.api import FALLBACK_HEADER, Api
-from stream.catalog import DELETED, Catalog, CatalogFollower, ItemInfo, decode
-from stream.commands.serve_args import build_serving
-from stream.core import ClickProcessor
+from stream.cli.serve_args import build_serving
+from stream.evaluation.synthetic import SyntheticStream
 from stream.events import Event
-from stream.http import HttpServer, Routes
+from stream.kafka import clients as kafka_io
+from stream.kafka.producer import produce_events
+from stream.kafka.worker import Worker, WorkerSettings
 from stream.models import make_model
-from stream.producer import produce_events
-from stream.serving import ModelGate, Rules, Serving
-from stream.synthetic import SyntheticStream
-from stream.worker import Worker, WorkerSettings
+from stream.processing.core import ClickProcessor
+from stream.serving.api import FALLBACK_HEADER, Api
+from stream.serving.catalog import DELETED, Catalog, CatalogFollower, ItemInfo, decode
+from stream.serving.http import HttpServer, Routes
+from stream.serving.rules import ModelGate, Rules, Serving
 from tests.kafka_read import read_topic
 
 # -- rules ---------------------------------------------------------------------------------------

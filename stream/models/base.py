@@ -1,8 +1,8 @@
 """The contract every session model follows.
 
 A model sees a click stream one event at a time. Items are small non-negative integers handed
-out by :class:`stream.items.ItemIndex`; sessions are integer keys handed out by
-:class:`stream.sessions.SessionStore`. Keeping both as ints lets models use numpy arrays and
+out by :class:`stream.state.items.ItemIndex`; sessions are integer keys handed out by
+:class:`stream.state.sessions.SessionStore`. Keeping both as ints lets models use numpy arrays and
 compact dicts on the per-click path.
 
 Two verbs, River-style:
