@@ -89,7 +89,7 @@ def write_worker_summary(worker: Any, summary: Any, path: str) -> None:
     p = worker.processor
     lat = p.latency.samples()
     np.save(path + ".latency.npy", lat.astype(np.float32))
-    replica = getattr(worker, "replica", None)
+    replica = worker.replica
     out = {
         "events_processed": summary.events_processed,
         "events_invalid": summary.events_invalid,

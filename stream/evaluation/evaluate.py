@@ -43,7 +43,7 @@ from typing import Any
 from stream.evaluation.datasets import read_events
 from stream.events import Event
 from stream.models import make_model
-from stream.models.base import SessionModel
+from stream.models.base import BackgroundTrained, SessionModel
 from stream.processing.core import BATCH_EVENTS, ClickProcessor, LatencyRecorder, chunked
 from stream.processing.prequential import Prequential
 from stream.progress import progress
@@ -231,9 +231,8 @@ def evaluate_static(
     items = ItemIndex()
     t0 = perf_counter()
     n_train, counts = fit(m, _train_events(train, fmt, order), items, max_session_items)
-    retrain = getattr(m, "retrain", None)
-    if callable(retrain):  # batch models (item2vec) train on what learn_one buffered
-        retrain()
+    if isinstance(m, BackgroundTrained):  # trained in batch on what learn_one buffered
+        m.retrain()
     fit_s = perf_counter() - t0
     max_count = max(counts.values(), default=0.0)
 

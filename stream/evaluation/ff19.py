@@ -56,6 +56,8 @@ from typing import Any
 import numpy as np
 
 from stream.models import make_model, parse_params
+from stream.models.base import BackgroundTrained
+from stream.models.item2vec import Item2Vec
 
 #: FF19's baseline, handled here rather than in the model registry.
 COOC = "ff19-cooc"
@@ -254,11 +256,9 @@ def evaluate_ff19(
         for key, s in enumerate(encoded):
             for pos, item in enumerate(s):
                 m.learn_one(key, item, 0.0, s[max(0, pos - max_history) : pos])
-        wait, retrain = getattr(m, "wait", None), getattr(m, "retrain", None)
-        if callable(wait):  # an automatic (warm-up) training may still run: let it finish first
-            wait()
-        if callable(retrain):
-            retrain()
+        if isinstance(m, BackgroundTrained):
+            m.wait()  # an automatic (warm-up) training may still run: let it finish first
+            m.retrain()
         fit_s = time.perf_counter() - t0
 
         def predict(idx: int, query: str) -> list[Any]:
@@ -269,9 +269,10 @@ def evaluate_ff19(
         def encode(item: str) -> int:
             return ids.get(item, -1)
 
-        for attr in ("training_seconds", "vocabulary"):
-            if hasattr(m, attr):
-                result[attr] = getattr(m, attr)
+        if isinstance(m, BackgroundTrained):
+            result["training_seconds"] = m.training_seconds
+            if isinstance(m, Item2Vec):
+                result["vocabulary"] = m.vocabulary
         result["resolved"] = repr(m)
 
     n_pred = 0

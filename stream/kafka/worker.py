@@ -30,7 +30,7 @@ from stream.events import Event, Invalid, decode
 from stream.kafka import clients as kafka_io
 from stream.kafka.gcfreeze import GcFreezer
 from stream.kafka.ordering import ORDERS, EventTimeMerge, Released
-from stream.models.knn.index import IndexShadow
+from stream.models.base import batch_path
 from stream.processing.core import ClickProcessor, Run
 from stream.serving.http import HttpServer, Routes
 from stream.state import checkpoint as ckpt
@@ -224,7 +224,6 @@ class Worker:
         self._pending: _Pending | None = None
         self._thread: ThreadPoolExecutor | None = None  # the model half of a pipelined poll
         self._steer = SplitSteer()  # the share of its queries the main thread computes
-        self._shadow = IndexShadow()  # the index copy those queries read
         self._producer: Any = None
         self.merge = EventTimeMerge(_event_time, max_wait_s=settings.max_order_wait_s,
                                     order=settings.click_order)
@@ -423,8 +422,8 @@ class Worker:
                 keys.append(rec.key)
                 parts.append(self._rec_partition(producer, rec.partition))
         proc = self.processor
-        model = proc.model
-        if not (self.s.pipeline and events and proc.k > 0 and getattr(model, "batches", False)):
+        model = batch_path(proc.model)
+        if not (self.s.pipeline and events and proc.k > 0) or model is None:
             self._drain()
             self._publish(events, keys, parts, proc.process_batch(events))
             for tp, offset, n in done:
@@ -478,7 +477,7 @@ class Worker:
         """The part of the run's queries this thread computes (``model.split_batch``), if any."""
         if self._steer.share <= 0.0:
             return None
-        return model.split_batch(plan, self._steer.share, self._shadow)
+        return model.split_batch(plan, self._steer.share)
 
     def _drain(self) -> None:
         """Finish the pipelined run, if any: the core's per-click finish, publish, advance."""

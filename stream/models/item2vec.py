@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.models.base import SessionModel
+from stream.models.base import BackgroundTrained
 from stream.models.pop import PopularityCounts, fill
 
 #: gensim's own defaults for the parameters this model exposes (gensim 4 names).
@@ -151,7 +151,7 @@ class NeighbourTable:
         return self.items[part].tolist()
 
 
-class Item2Vec(SessionModel):
+class Item2Vec(BackgroundTrained):
     """Skip-gram word2vec on sessions (FF19's item2vec), recommending nearest neighbours.
 
     Parameters

@@ -20,8 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from stream.events import Event
-from stream.models.base import SessionModel
-from stream.models.knn.index import IndexShadow
+from stream.models.base import BatchModel, SessionModel, batch_path
 from stream.processing.prequential import Prequential
 from stream.state.items import OVERFLOW, ItemIndex
 from stream.state.sessions import Session, SessionStore
@@ -138,13 +137,13 @@ class Run:
         self.hist = self.hoff = self.hlen = np.zeros(0, dtype=np.int64)  # set by plan()
         self.ended: list[tuple[int, Session]] = []
 
-    def learn_recommend(self, model: SessionModel, lo: int = 0) -> Any:
+    def learn_recommend(self, model: BatchModel, lo: int = 0) -> Any:
         """The model learns and recommends clicks ``lo ..`` (its answers, taken in order)."""
-        return model.run_batch(self.plan_model(model, lo))  # type: ignore[attr-defined]
+        return model.run_batch(self.plan_model(model, lo))
 
-    def plan_model(self, model: SessionModel, lo: int = 0) -> Any:
+    def plan_model(self, model: BatchModel, lo: int = 0) -> Any:
         """``model.plan_batch`` over clicks ``lo ..``: the model's Python half, for ``run_batch``."""
-        return model.plan_batch(  # type: ignore[attr-defined]
+        return model.plan_batch(
             self.keys[lo:], self.items[lo:], self.timestamps[lo:], self.learn[lo:], self.hist,
             self.hoff[lo:], self.hlen[lo:], self.k)
 
@@ -204,7 +203,7 @@ class ClickProcessor:
         self.latency = LatencyRecorder()
         self.events = 0  # valid events applied to the state
         self._known = 0  # items the model has seen (the index only grows)
-        self._helper: tuple[ThreadPoolExecutor, IndexShadow, float] | None = None
+        self._helper: tuple[ThreadPoolExecutor, float] | None = None
 
     def split_queries(self, share: float = 0.5) -> None:
         """Let :meth:`process_batch` answer ``share`` of a run's queries on this thread (from a
@@ -212,7 +211,7 @@ class ClickProcessor:
         that batch (the session-kNN family): the same lists and state, on two cores. Only on a
         machine with more than one."""
         if self._helper is None and (os.cpu_count() or 1) > 1:
-            self._helper = (ThreadPoolExecutor(1, thread_name_prefix="streamrec-queries"), IndexShadow(), share)
+            self._helper = (ThreadPoolExecutor(1, thread_name_prefix="streamrec-queries"), share)
 
     def process(self, event: Event) -> list[int]:
         """Score, learn, recommend and monitor one click; returns the new top-k (item ints)."""
@@ -260,17 +259,17 @@ class ClickProcessor:
         >>> [a.process(e) for e in evs] == b.process_batch(evs), a.preq.hits == b.preq.hits
         (True, True)
         """
-        model = self.model
-        if self.k <= 0 or not getattr(model, "batches", False):
+        model = batch_path(self.model)
+        if self.k <= 0 or model is None:
             if on_click is None:
                 return [self.process(e) for e in events]
             return [self._one(e, t, on_click) for t, e in enumerate(events)]
         run = self.plan(events)
         if self._helper is None:
             return self.finish(run, model, run.learn_recommend(model), on_click)
-        pool, shadow, share = self._helper
+        pool, share = self._helper
         plan = run.plan_model(model)
-        rest = model.split_batch(plan, share, shadow)  # type: ignore[attr-defined]
+        rest = model.split_batch(plan, share)
         answers = pool.submit(model.run_batch, plan)
         if rest is not None:
             rest()

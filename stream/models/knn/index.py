@@ -58,7 +58,7 @@ from types import ModuleType
 
 import numpy as np
 
-from stream.models.base import SessionModel
+from stream.models.base import BatchModel, ScoringModel
 from stream.models.pop import PopularityCounts, fill
 
 _EMPTY_I = np.empty(0, dtype=np.int64)
@@ -572,7 +572,7 @@ def sum_by_item(items: np.ndarray, contrib: np.ndarray) -> tuple[np.ndarray, np.
     return uniq, np.bincount(inv, weights=contrib)
 
 
-class KNNModel(SessionModel):
+class KNNModel(BatchModel, ScoringModel):
     """Shared skeleton: index every click; recommend from the top-``k`` recent neighbours.
 
     Subclasses implement :meth:`_weights` (position weights of the session's distinct items, or
@@ -604,6 +604,12 @@ class KNNModel(SessionModel):
     def _kernel(self) -> ModuleType | None:
         """The compiled kernel module if it is used (a module is not stored: models pickle)."""
         return load_kernel() if self._use_kernel else None
+
+    def __getstate__(self) -> dict:
+        """The state without :meth:`split_batch`'s shadow (copies of the index, rebuilt on use)."""
+        state = self.__dict__.copy()
+        state.pop("_shadow", None)
+        return state
 
     @property
     def _one_call(self) -> bool:
@@ -897,17 +903,17 @@ class KNNModel(SessionModel):
         return BatchAnswers(self, plan, kern.tick_seconds())
 
     def split_batch(
-        self, plan: BatchPlan, share: float, shadow: IndexShadow, min_clicks: int = 64
+        self, plan: BatchPlan, share: float, shadow: IndexShadow | None = None, min_clicks: int = 64
     ) -> Callable[[], None] | None:
         """Hand the last ``share`` of the plan's queries to a second caller, to compute while
         :meth:`run_batch` (on another thread) does the rest: returns the call that computes them,
         or ``None`` if too few of them fall in the first run (a plan is cut into runs before each
         click that evicts sessions).
 
-        The call learns the first run's clicks on ``shadow``, a copy of the index's arrays taken
-        now (before :meth:`run_batch` starts), and answers the queries handed over from it in the
-        same compiled call: its lists are those :meth:`run_batch` would have given. Both must be
-        done before the answers are taken.
+        The call learns the first run's clicks on ``shadow`` (the model's own by default), a copy
+        of the index's arrays taken now (before :meth:`run_batch` starts), and answers the queries
+        handed over from it in the same compiled call: its lists are those :meth:`run_batch` would
+        have given. Both must be done before the answers are taken.
 
         >>> from stream.models import make_model
         >>> clicks = [(s % 7, (s * s) % 11) for s in range(100)]
@@ -935,6 +941,10 @@ class KNNModel(SessionModel):
         plan.rec_first[cut - lo :] = False
         theirs = rec.copy()
         theirs[: cut - lo] = False
+        if shadow is None:
+            shadow = self.__dict__.get("_shadow")
+            if shadow is None:
+                shadow = self._shadow = IndexShadow()
         arrays = shadow.of(self._batch_arrays())
         part, n_items = plan.part, self.index._n_items
 
