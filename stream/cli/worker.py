@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     worker.install_signal_handlers()
     s = worker.run()
     if args.summary_json:
-        from stream.evaluation.bench import write_worker_summary
+        from stream.kafka.summary import write_worker_summary
 
         write_worker_summary(worker, s, args.summary_json)
     print(f"processed {s.events_processed} events ({s.events_invalid} invalid) in {s.elapsed_s:.1f} s; "

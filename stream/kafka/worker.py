@@ -28,6 +28,7 @@ from monitoring.metrics import Metrics
 from stream.config import log_event
 from stream.events import Event, Invalid, decode
 from stream.kafka import clients as kafka_io
+from stream.kafka import membership
 from stream.kafka.gcfreeze import GcFreezer
 from stream.kafka.ordering import ORDERS, EventTimeMerge, Released
 from stream.models.base import batch_path
@@ -250,7 +251,7 @@ class Worker:
     def health(self) -> tuple[bool, dict[str, Any]]:
         now = time.monotonic()
         poll_age = now - self.last_poll
-        broker_age = now - ckpt.broker_contact(self._consumer, self.broker_ok_at)
+        broker_age = now - membership.broker_contact(self._consumer, self.broker_ok_at)
         ok = poll_age < 30.0 and broker_age < self.s.health_timeout_s
         return ok, {
             "status": "ok" if ok else "degraded",
@@ -281,7 +282,7 @@ class Worker:
         if s.recommendations_topic:
             kafka_io.ensure_topic(s.client, s.recommendations_topic, 1)
         if self.ckpt.load(self.processor) is not None:
-            ckpt.rebase_metrics(self.metrics, self.processor)
+            membership.rebase_metrics(self.metrics, self.processor)
         self.metrics.flush(self.processor)
         self.processor.model.warm_up()  # compile before the first click, not on it
         overrides = dict(s.consumer_overrides)
@@ -590,10 +591,10 @@ class Worker:
         self.merge.drop(gone | (assigned & revoked), consumer)  # their held clicks are read again
         if gone:
             self._checkpoint_and_commit(consumer, force=True, partitions=gone)
-            ckpt.drop_sessions(self.processor, consumer, self.s.topic, {tp.partition for tp in gone})
+            membership.drop_sessions(self.processor, consumer, self.s.topic, {tp.partition for tp in gone})
         new = (assigned - self._owned) | (assigned & revoked)
         for tp in sorted(new):
-            ckpt.seek_to_state(consumer, tp, self.ckpt)  # (re)assigned: resume where the state is
+            membership.seek_to_state(consumer, tp, self.ckpt)  # (re)assigned: resume where the state is
         self._owned = set(assigned)
         if self.replica is not None:
             self.replica.assign(self._owned, consumer)
@@ -612,7 +613,7 @@ class Worker:
         elif not force:
             return
         offsets = c.committable(partitions if partitions is not None else self._owned)
-        if ckpt.commit(consumer, offsets, self._committed, self.s.commit_timeout_ms):
+        if membership.commit(consumer, offsets, self._committed, self.s.commit_timeout_ms):
             self.broker_ok_at = time.monotonic()
 
     def _update_lag(self, consumer: Any) -> None:
