@@ -68,6 +68,9 @@ _UNSET = object()
 #: Query position weights of :func:`stream.models.knn.kernel.query_history` (``W_*`` there):
 #: none, STAN's exponential, V-SKNN's ``position_weight`` by name.
 WEIGHT_KINDS = {None: 0, "exp": 1, "div": 2, "quadratic": 3, "linear": 4, "log": 5, "same": 0}
+#: The family's default memory caps: indexed sessions, and clicks kept per indexed session.
+MAX_SESSIONS = 50_000
+MAX_SESSION_ITEMS = 100
 
 
 class SessionIndex:
@@ -99,7 +102,7 @@ class SessionIndex:
     """
 
     def __init__(
-        self, max_sessions: int = 50_000, max_session_items: int = 100, max_item_sessions: int = 5_000
+        self, max_sessions: int = MAX_SESSIONS, max_session_items: int = MAX_SESSION_ITEMS, max_item_sessions: int = 5_000
     ) -> None:
         if max_sessions < 1 or max_session_items < 1 or max_item_sessions < 1:
             raise ValueError("max_sessions, max_session_items and max_item_sessions must be >= 1")
@@ -575,20 +578,43 @@ def sum_by_item(items: np.ndarray, contrib: np.ndarray) -> tuple[np.ndarray, np.
 class KNNModel(BatchModel, ScoringModel):
     """Shared skeleton: index every click; recommend from the top-``k`` recent neighbours.
 
-    Subclasses implement :meth:`_weights` (position weights of the session's distinct items, or
-    ``None`` for plain counts), :meth:`_similarity` and :meth:`_contributions`.
+    Subclasses store their own parameters, then call this constructor with the ones every model
+    of the family has; they implement :meth:`_weights` (position weights of the session's
+    distinct items, or ``None`` for plain counts), :meth:`_similarity` and :meth:`_contributions`.
+
+    Parameters
+    ----------
+    k
+        Neighbours used for scoring (session-rec requires it; its docstring says 100).
+    sample_size
+        Candidate sessions: the most recent ones sharing an item with the session (0 = all).
+    sampling
+        Only ``"recent"``.
+    remind
+        The model's reminder option (SKNN: boost the last clicks; the others: ``False`` leaves
+        items already in the session out).
+    max_sessions, max_session_items, max_item_sessions
+        Memory caps of the index (:class:`SessionIndex`); ``max_item_sessions=None`` means
+        ``max(sample_size, 1000)``.
     """
 
-    remind: bool
-    sample_size: int
-    k: int
+    def __init__(self, k: int, sample_size: int, sampling: str, remind: bool, max_sessions: int,
+                 max_session_items: int, max_item_sessions: int | None) -> None:
+        self.k = k
+        self.sample_size = sample_size
+        self.sampling = sampling
+        self.remind = remind
+        self.max_sessions = max_sessions
+        self.max_session_items = max_session_items
+        self.max_item_sessions = max_item_sessions
+        self._setup(max_sessions, max_session_items, max_item_sessions)
 
     def _setup(self, max_sessions: int, max_session_items: int, max_item_sessions: int | None) -> None:
         if self.k < 1:
             raise ValueError("k must be >= 1")
         if self.sample_size < 0:
             raise ValueError("sample_size must be >= 0 (0 uses every candidate session)")
-        if getattr(self, "sampling", "recent") != "recent":
+        if self.sampling != "recent":
             raise ValueError("sampling must be 'recent' (the only strategy implemented)")
         cap = max_item_sessions if max_item_sessions is not None else max(self.sample_size, 1000)
         self.index = SessionIndex(max_sessions, max_session_items, cap)
@@ -646,15 +672,8 @@ class KNNModel(BatchModel, ScoringModel):
     def _similarity(self, q: _Query, slots: np.ndarray, overlap: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _contributions(
-        self,
-        q: _Query,
-        sims: np.ndarray,
-        items: np.ndarray,
-        pos: np.ndarray,
-        lens: np.ndarray,
-        offsets: np.ndarray,
-    ) -> np.ndarray:
+    def _contributions(self, q: _Query, sims: np.ndarray, items: np.ndarray, pos: np.ndarray, lens: np.ndarray,
+                       offsets: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def _adjust(self, q: _Query, items: np.ndarray, scores: np.ndarray) -> np.ndarray:

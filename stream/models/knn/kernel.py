@@ -631,34 +631,17 @@ _query = _jit(_query)
 
 
 def _query_history(
-    hist: np.ndarray,
-    wkind: int,
-    wparam: float,
-    pstart: np.ndarray,
-    plen: np.ndarray,
-    pflat: np.ndarray,
-    n_items: int,
-    exclude: int,
-    time: np.ndarray,
-    n_unique: np.ndarray,
-    mark: np.ndarray,
-    m: int,
-    k: int,
-    sim_kind: int,
-    sb: float,
-    ts: float,
-    start: np.ndarray,
-    flat: np.ndarray,
-    lp: np.ndarray,
-    contrib_kind: int,
-    c1: float,
-    c2: float,
-    drop_seen: bool,
-    acc: np.ndarray,
-    imark: np.ndarray,
-    events: np.ndarray,
-    n_sessions: float,
-    idf_w: float,
+    # the session's clicks and how its positions weigh
+    hist: np.ndarray, wkind: int, wparam: float,
+    # the index: posting lists, per-session times, sizes and marks
+    pstart: np.ndarray, plen: np.ndarray, pflat: np.ndarray, n_items: int, exclude: int, time: np.ndarray,
+    n_unique: np.ndarray, mark: np.ndarray,
+    # the neighbourhood: sample, k, similarity, recency scale, now
+    m: int, k: int, sim_kind: int, sb: float, ts: float,
+    # the item scores: segments, scratch, contribution kind and constants, IDF
+    start: np.ndarray, flat: np.ndarray, lp: np.ndarray, contrib_kind: int, c1: float, c2: float,
+    drop_seen: bool, acc: np.ndarray, imark: np.ndarray, events: np.ndarray, n_sessions: float, idf_w: float,
+    # the answer: a top-k list (> 0) or every scored item (0)
     top_k: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The whole query from the session's clicks, prepared in the kernel (:func:`_query`: no
@@ -700,30 +683,13 @@ def _learn_query_batch(
     hist: np.ndarray,  # int64: the clicks' histories, one after the other
     hoff: np.ndarray,  # int64 per click: its history's start in `hist`
     hlen: np.ndarray,  # int64 per click: its history's length
-    wkind: int,
-    wparam: float,
-    pstart: np.ndarray,
-    plen: np.ndarray,
-    pflat: np.ndarray,
-    n_items: int,
-    time: np.ndarray,
-    n_unique: np.ndarray,
-    mark: np.ndarray,
-    m: int,
-    k: int,
-    sim_kind: int,
-    sb: float,
-    start: np.ndarray,
-    flat: np.ndarray,
-    lp: np.ndarray,
-    contrib_kind: int,
-    c1: float,
-    c2: float,
-    drop_seen: bool,
-    acc: np.ndarray,
-    imark: np.ndarray,
-    events: np.ndarray,
-    idf_w: float,
+    # how the history's positions weigh; the index (as in query_history)
+    wkind: int, wparam: float, pstart: np.ndarray, plen: np.ndarray, pflat: np.ndarray, n_items: int,
+    time: np.ndarray, n_unique: np.ndarray, mark: np.ndarray,
+    # the neighbourhood and the item scores (as in query_history)
+    m: int, k: int, sim_kind: int, sb: float, start: np.ndarray, flat: np.ndarray, lp: np.ndarray,
+    contrib_kind: int, c1: float, c2: float, drop_seen: bool, acc: np.ndarray, imark: np.ndarray,
+    events: np.ndarray, idf_w: float,
     cap: int,  # max_item_sessions: a posting list at twice it is cut back to the `cap` latest
     out: np.ndarray,  # int64 (clicks, top_k): the lists
     out_n: np.ndarray,  # int64 per click: each list's length

@@ -23,7 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.models.knn.index import WEIGHT_KINDS, KNNModel, _Query, sum_by_item
+from stream.models.knn.index import (
+    MAX_SESSION_ITEMS,
+    MAX_SESSIONS,
+    WEIGHT_KINDS,
+    KNNModel,
+    _Query,
+    sum_by_item,
+)
 
 SIMILARITIES = ("jaccard", "cosine", "tanimoto", "binary")
 
@@ -31,22 +38,19 @@ SIMILARITIES = ("jaccard", "cosine", "tanimoto", "binary")
 class SKNN(KNNModel):
     """Session kNN on item sets.
 
+    Neighbours are compared on their sets of items; an item's score sums the similarities of the
+    neighbours that hold it.
+
     Parameters
     ----------
-    k
-        Neighbours used for scoring (session-rec requires it; its docstring says 100).
-    sample_size
-        Candidate sessions: the most recent ones sharing an item with the session (0 = all).
-    sampling
-        Only ``"recent"``.
+    k, sample_size, sampling, max_sessions, max_session_items, max_item_sessions
+        As in :class:`~stream.models.knn.index.KNNModel` (neighbours, candidates, memory caps).
     similarity
         jaccard, cosine (session-rec's, times |s|), tanimoto or binary.
     remind
         session-rec's reminder boost of the last three clicks.
     pop_boost
         Weight of the neighbourhood popularity added to each score (0 = off).
-    max_sessions, max_session_items, max_item_sessions
-        Memory caps of the index (:class:`stream.models.knn.index.SessionIndex`).
 
     Examples
     --------
@@ -66,30 +70,15 @@ class SKNN(KNNModel):
 
     name = "sknn"
 
-    def __init__(
-        self,
-        k: int = 100,
-        sample_size: int = 1000,
-        sampling: str = "recent",
-        similarity: str = "jaccard",
-        remind: bool = False,
-        pop_boost: float = 0,
-        max_sessions: int = 50_000,
-        max_session_items: int = 100,
-        max_item_sessions: int | None = None,
-    ) -> None:
+    def __init__(self, k: int = 100, sample_size: int = 1000, sampling: str = "recent",
+                 similarity: str = "jaccard", remind: bool = False, pop_boost: float = 0,
+                 max_sessions: int = MAX_SESSIONS, max_session_items: int = MAX_SESSION_ITEMS,
+                 max_item_sessions: int | None = None) -> None:
         if similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
-        self.k = k
-        self.sample_size = sample_size
-        self.sampling = sampling
         self.similarity = similarity
-        self.remind = remind
         self.pop_boost = pop_boost
-        self.max_sessions = max_sessions
-        self.max_session_items = max_session_items
-        self.max_item_sessions = max_item_sessions
-        self._setup(max_sessions, max_session_items, max_item_sessions)
+        super().__init__(k, sample_size, sampling, remind, max_sessions, max_session_items, max_item_sessions)
 
     def _drop_seen(self) -> bool:
         return False  # SKNN's `remind` boosts, it never filters
@@ -112,15 +101,8 @@ class SKNN(KNNModel):
     def _one_call(self) -> bool:
         return not self.remind and not self.pop_boost > 0
 
-    def _contributions(
-        self,
-        q: _Query,
-        sims: np.ndarray,
-        items: np.ndarray,
-        pos: np.ndarray,
-        lens: np.ndarray,
-        offsets: np.ndarray,
-    ) -> np.ndarray:
+    def _contributions(self, q: _Query, sims: np.ndarray, items: np.ndarray, pos: np.ndarray, lens: np.ndarray,
+                       offsets: np.ndarray) -> np.ndarray:
         return np.repeat(sims, lens)
 
     def _scores(self, q: _Query) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.models.knn.index import WEIGHT_KINDS, KNNModel, _Query
+from stream.models.knn.index import MAX_SESSION_ITEMS, MAX_SESSIONS, WEIGHT_KINDS, KNNModel, _Query
 
 DAY = 86_400.0
 
@@ -32,14 +32,13 @@ DAY = 86_400.0
 class STAN(KNNModel):
     """Sequence- and time-aware session kNN.
 
+    Later clicks of the session, recently active neighbours, and a neighbour's items near its
+    match with the session weigh more.
+
     Parameters
     ----------
-    k
-        Neighbours used for scoring (session-rec requires it; its docstring says 100).
-    sample_size
-        Candidate sessions: the most recent ones sharing an item with the session (0 = all).
-    sampling
-        Only ``"recent"``.
+    k, sample_size, sampling, max_sessions, max_session_items, max_item_sessions
+        As in :class:`~stream.models.knn.index.KNNModel` (neighbours, candidates, memory caps).
     remind
         If ``False``, items already in the session are not recommended.
     lambda_spw
@@ -48,9 +47,6 @@ class STAN(KNNModel):
         Neighbour recency length scale in **days**; ``None`` = off.
     lambda_inh
         Neighbour item-position length scale (clicks); ``None`` = off.
-    max_sessions, max_session_items, max_item_sessions
-        Memory caps of the index (:class:`stream.models.knn.index.SessionIndex`);
-        ``max_item_sessions=None`` means ``max(sample_size, 1000)``.
 
     Examples
     --------
@@ -70,30 +66,14 @@ class STAN(KNNModel):
 
     name = "stan"
 
-    def __init__(
-        self,
-        k: int = 100,
-        sample_size: int = 5000,
-        sampling: str = "recent",
-        remind: bool = True,
-        lambda_spw: float | None = 1.02,
-        lambda_snh: float | None = 5,
-        lambda_inh: float | None = 2.05,
-        max_sessions: int = 50_000,
-        max_session_items: int = 100,
-        max_item_sessions: int | None = None,
-    ) -> None:
-        self.k = k
-        self.sample_size = sample_size
-        self.sampling = sampling
-        self.remind = remind
+    def __init__(self, k: int = 100, sample_size: int = 5000, sampling: str = "recent", remind: bool = True,
+                 lambda_spw: float | None = 1.02, lambda_snh: float | None = 5, lambda_inh: float | None = 2.05,
+                 max_sessions: int = MAX_SESSIONS, max_session_items: int = MAX_SESSION_ITEMS,
+                 max_item_sessions: int | None = None) -> None:
         self.lambda_spw = lambda_spw
         self.lambda_snh = lambda_snh
         self.lambda_inh = lambda_inh
-        self.max_sessions = max_sessions
-        self.max_session_items = max_session_items
-        self.max_item_sessions = max_item_sessions
-        self._setup(max_sessions, max_session_items, max_item_sessions)
+        super().__init__(k, sample_size, sampling, remind, max_sessions, max_session_items, max_item_sessions)
 
     def _weights(self, pos: np.ndarray, length: int) -> np.ndarray | None:
         if not self.lambda_spw:
@@ -116,15 +96,8 @@ class STAN(KNNModel):
         sb = snh * DAY if snh is not None else 0.0
         return (*weights, 4, float(sb), 2, float(inh or 0.0), 0.0, 0.0)
 
-    def _contributions(
-        self,
-        q: _Query,
-        sims: np.ndarray,
-        items: np.ndarray,
-        pos: np.ndarray,
-        lens: np.ndarray,
-        offsets: np.ndarray,
-    ) -> np.ndarray:
+    def _contributions(self, q: _Query, sims: np.ndarray, items: np.ndarray, pos: np.ndarray, lens: np.ndarray,
+                       offsets: np.ndarray) -> np.ndarray:
         contrib = np.repeat(sims, lens)
         if self.lambda_inh is not None:
             shared = q.last_pos(items) > 0

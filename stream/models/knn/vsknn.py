@@ -29,7 +29,7 @@ from collections import Counter
 
 import numpy as np
 
-from stream.models.knn.index import WEIGHT_KINDS, KNNModel, _Query
+from stream.models.knn.index import MAX_SESSION_ITEMS, MAX_SESSIONS, WEIGHT_KINDS, KNNModel, _Query
 
 DECAY = {"div": 0, "quadratic": 1, "linear": 2, "log": 3, "same": 4}  # knn_kernel's decay codes
 
@@ -80,14 +80,12 @@ def score_decay(weighting_score: str, step: np.ndarray) -> np.ndarray:
 class VSKNN(KNNModel):
     """Vector-multiplication session kNN with position and match decays.
 
+    Later clicks weigh more, and so does a neighbour whose match is a late click of the session.
+
     Parameters
     ----------
-    k
-        Neighbours used for scoring (session-rec requires it; its docstring says 100).
-    sample_size
-        Candidate sessions: the most recent ones sharing an item with the session (0 = all).
-    sampling
-        Only ``"recent"``.
+    k, sample_size, sampling, max_sessions, max_session_items, max_item_sessions
+        As in :class:`~stream.models.knn.index.KNNModel` (neighbours, candidates, memory caps).
     similarity
         ``"vec"`` (weighted overlap / distinct session items) or ``"cosine"`` (weighted cosine).
     weighting
@@ -102,8 +100,6 @@ class VSKNN(KNNModel):
         Multiply the score of session items by their click count + 1.
     idf_weighting
         IDF boost weight (``False``/0 = off): score * (1 + idf(i) * idf_weighting).
-    max_sessions, max_session_items, max_item_sessions
-        Memory caps of the index (:class:`stream.models.knn.index.SessionIndex`).
 
     Examples
     --------
@@ -123,42 +119,24 @@ class VSKNN(KNNModel):
 
     name = "vsknn"
 
-    def __init__(
-        self,
-        k: int = 100,
-        sample_size: int = 1000,
-        sampling: str = "recent",
-        similarity: str = "vec",
-        weighting: str | None = "div",
-        weighting_score: str = "div",
-        weighting_time: bool = False,
-        remind: bool = True,
-        push_reminders: bool = False,
-        idf_weighting: float = False,
-        max_sessions: int = 50_000,
-        max_session_items: int = 100,
-        max_item_sessions: int | None = None,
-    ) -> None:
+    def __init__(self, k: int = 100, sample_size: int = 1000, sampling: str = "recent", similarity: str = "vec",
+                 weighting: str | None = "div", weighting_score: str = "div", weighting_time: bool = False,
+                 remind: bool = True, push_reminders: bool = False, idf_weighting: float = False,
+                 max_sessions: int = MAX_SESSIONS, max_session_items: int = MAX_SESSION_ITEMS,
+                 max_item_sessions: int | None = None) -> None:
         if similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
         if weighting is not None and weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS} or None, got {weighting!r}")
         if weighting_score not in WEIGHTINGS:
             raise ValueError(f"weighting_score must be one of {WEIGHTINGS}, got {weighting_score!r}")
-        self.k = k
-        self.sample_size = sample_size
-        self.sampling = sampling
         self.similarity = similarity
         self.weighting = weighting
         self.weighting_score = weighting_score
         self.weighting_time = weighting_time
-        self.remind = remind
         self.push_reminders = push_reminders
         self.idf_weighting = idf_weighting
-        self.max_sessions = max_sessions
-        self.max_session_items = max_session_items
-        self.max_item_sessions = max_item_sessions
-        self._setup(max_sessions, max_session_items, max_item_sessions)
+        super().__init__(k, sample_size, sampling, remind, max_sessions, max_session_items, max_item_sessions)
 
     def _weights(self, pos: np.ndarray, length: int) -> np.ndarray:
         return position_weight(self.weighting, pos, length)
@@ -193,15 +171,8 @@ class VSKNN(KNNModel):
     def _one_call(self) -> bool:
         return not self.push_reminders
 
-    def _contributions(
-        self,
-        q: _Query,
-        sims: np.ndarray,
-        items: np.ndarray,
-        pos: np.ndarray,
-        lens: np.ndarray,
-        offsets: np.ndarray,
-    ) -> np.ndarray:
+    def _contributions(self, q: _Query, sims: np.ndarray, items: np.ndarray, pos: np.ndarray, lens: np.ndarray,
+                       offsets: np.ndarray) -> np.ndarray:
         p_star = np.maximum.reduceat(q.last_pos(items), offsets)
         decay = score_decay(self.weighting_score, q.length - p_star + 1.0)
         return np.repeat(sims * decay, lens)

@@ -21,33 +21,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.models.knn.index import _Query
+from stream.models.knn.index import MAX_SESSION_ITEMS, MAX_SESSIONS, _Query
 from stream.models.knn.stan import STAN
 
 
 class VSTAN(STAN):
     """STAN + item-position weighting + IDF.
 
+    STAN's three decays, then V-SKNN's decay by the position of the session's matching click, and
+    a boost of rare items.
+
     Parameters
     ----------
-    k
-        Neighbours used for scoring (session-rec's docstring value 100 as default).
-    sample_size
-        Candidate sessions: the most recent ones sharing an item with the session (0 = all).
-    sampling
-        Only ``"recent"``.
-    remind
-        If ``False``, items already in the session are not recommended.
+    k, sample_size, sampling, max_sessions, max_session_items, max_item_sessions
+        As in :class:`~stream.models.knn.index.KNNModel` (neighbours, candidates, memory caps).
     similarity
         Accepted for compatibility and ignored: always the weighted cosine (quirk Q2).
-    lambda_spw, lambda_snh, lambda_inh
+    remind, lambda_spw, lambda_snh, lambda_inh
         As in :class:`stream.models.knn.stan.STAN` (``lambda_snh`` in days).
     lambda_ipw
         Length scale (clicks) of the decay by the position of the matching session item; ``None`` = off.
     lambda_idf
         IDF boost weight; ``None`` = off.
-    max_sessions, max_session_items, max_item_sessions
-        Memory caps of the index (:class:`stream.models.knn.index.SessionIndex`).
 
     Examples
     --------
@@ -69,37 +64,16 @@ class VSTAN(STAN):
 
     name = "vstan"
 
-    def __init__(
-        self,
-        k: int = 100,
-        sample_size: int = 5000,
-        sampling: str = "recent",
-        remind: bool = True,
-        similarity: str = "cosine",
-        lambda_spw: float | None = 1.02,
-        lambda_snh: float | None = 5,
-        lambda_inh: float | None = 2.05,
-        lambda_ipw: float | None = 1.02,
-        lambda_idf: float | None = 5,
-        max_sessions: int = 50_000,
-        max_session_items: int = 100,
-        max_item_sessions: int | None = None,
-    ) -> None:
+    def __init__(self, k: int = 100, sample_size: int = 5000, sampling: str = "recent", remind: bool = True,
+                 similarity: str = "cosine", lambda_spw: float | None = 1.02, lambda_snh: float | None = 5,
+                 lambda_inh: float | None = 2.05, lambda_ipw: float | None = 1.02, lambda_idf: float | None = 5,
+                 max_sessions: int = MAX_SESSIONS, max_session_items: int = MAX_SESSION_ITEMS,
+                 max_item_sessions: int | None = None) -> None:
         self.similarity = similarity
         self.lambda_ipw = lambda_ipw
         self.lambda_idf = lambda_idf
-        super().__init__(
-            k=k,
-            sample_size=sample_size,
-            sampling=sampling,
-            remind=remind,
-            lambda_spw=lambda_spw,
-            lambda_snh=lambda_snh,
-            lambda_inh=lambda_inh,
-            max_sessions=max_sessions,
-            max_session_items=max_session_items,
-            max_item_sessions=max_item_sessions,
-        )
+        super().__init__(k, sample_size, sampling, remind, lambda_spw, lambda_snh, lambda_inh, max_sessions,
+                         max_session_items, max_item_sessions)
 
     def _kernel_params(self) -> tuple[int, float, int, float, int, float, float, float] | None:
         spec = super()._kernel_params()
@@ -109,15 +83,8 @@ class VSTAN(STAN):
         idf = float(self.lambda_idf) if self.lambda_idf is not None else 0.0
         return spec[:6] + (float(ipw or 0.0), idf)
 
-    def _contributions(
-        self,
-        q: _Query,
-        sims: np.ndarray,
-        items: np.ndarray,
-        pos: np.ndarray,
-        lens: np.ndarray,
-        offsets: np.ndarray,
-    ) -> np.ndarray:
+    def _contributions(self, q: _Query, sims: np.ndarray, items: np.ndarray, pos: np.ndarray, lens: np.ndarray,
+                       offsets: np.ndarray) -> np.ndarray:
         lp = q.last_pos(items)
         contrib = np.repeat(sims, lens)
         if self.lambda_inh is not None:
