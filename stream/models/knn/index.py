@@ -831,9 +831,8 @@ class KNNModel(BatchModel, ScoringModel):
         uniq, sc = sum_by_item(items, contrib)
         return uniq, self._adjust(q, uniq, sc)
 
-    def recommend(
-        self, history: Sequence[int], timestamp: float, k: int = 20, session: int | None = None
-    ) -> list[int]:
+    def recommend(self, history: Sequence[int], timestamp: float, k: int = 20,
+                  session: int | None = None) -> list[int]:
         if k <= 0:
             return []
         if not history:

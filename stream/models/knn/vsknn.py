@@ -124,12 +124,11 @@ class VSKNN(KNNModel):
                  remind: bool = True, push_reminders: bool = False, idf_weighting: float = False,
                  max_sessions: int = MAX_SESSIONS, max_session_items: int = MAX_SESSION_ITEMS,
                  max_item_sessions: int | None = None) -> None:
-        if similarity not in SIMILARITIES:
-            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
-        if weighting is not None and weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS} or None, got {weighting!r}")
-        if weighting_score not in WEIGHTINGS:
-            raise ValueError(f"weighting_score must be one of {WEIGHTINGS}, got {weighting_score!r}")
+        for name, value, valid in (("similarity", similarity, SIMILARITIES),
+                                   ("weighting", weighting, (*WEIGHTINGS, None)),
+                                   ("weighting_score", weighting_score, WEIGHTINGS)):
+            if value not in valid:
+                raise ValueError(f"{name} must be one of {valid}, got {value!r}")
         self.similarity = similarity
         self.weighting = weighting
         self.weighting_score = weighting_score

@@ -47,6 +47,8 @@ class VSTAN(STAN):
     Examples
     --------
     >>> m = VSTAN(k=10)
+    >>> m.lambda_ipw, m.lambda_idf   # STAN's parameters, and these two
+    (1.02, 5)
     >>> for s, i, t in [(1, 10, 0.0), (1, 11, 60.0), (2, 11, 120.0), (2, 12, 180.0), (3, 13, 240.0)]:
     ...     m.learn_one(s, i, t, [])
     >>> m.recommend([13, 11], 300.0, k=3)
@@ -69,11 +71,11 @@ class VSTAN(STAN):
                  lambda_inh: float | None = 2.05, lambda_ipw: float | None = 1.02, lambda_idf: float | None = 5,
                  max_sessions: int = MAX_SESSIONS, max_session_items: int = MAX_SESSION_ITEMS,
                  max_item_sessions: int | None = None) -> None:
+        super().__init__(k, sample_size, sampling, remind, lambda_spw, lambda_snh, lambda_inh, max_sessions,
+                         max_session_items, max_item_sessions)
         self.similarity = similarity
         self.lambda_ipw = lambda_ipw
         self.lambda_idf = lambda_idf
-        super().__init__(k, sample_size, sampling, remind, lambda_spw, lambda_snh, lambda_inh, max_sessions,
-                         max_session_items, max_item_sessions)
 
     def _kernel_params(self) -> tuple[int, float, int, float, int, float, float, float] | None:
         spec = super()._kernel_params()
