@@ -1,5 +1,8 @@
 """``streamrec bench``: throughput, latency and memory of the real pipeline on the embedded broker.
 
+Why one long module: the broker, the worker processes it starts and the figures it merges are
+one measurement; splitting it would pass its run's state between modules.
+
 One run (:func:`run_bench`):
 
 1. produces N synthetic clicks (keyed by session id) to a fresh topic with P partitions, or

@@ -1,5 +1,8 @@
 """Offline evaluation: session-rec's static protocol and the streaming (prequential) protocol.
 
+Why one long module: both protocols and the statistics they share (coverage, popularity,
+latency) are kept together so the two are computed the same way.
+
 Both return a flat result dict with the same metric keys (``K`` is the cutoff, 20 by default):
 
 ``hit_rate_at_K``, ``mrr_at_K``, ``coverage_at_K``, ``popularity_at_K``, ``predictions``,
@@ -9,7 +12,8 @@ plus ``model``, ``params``, ``protocol`` and ``events``.
 Static (:func:`evaluate_static`, session-rec ``evaluation/evaluation.py:evaluate_sessions``)
     Fit on TRAIN with ``learn_one`` on every event in session-rec's order (by session, then time;
     session-rec's prepared rsc15 files are already in that order and are read in file order).
-    A batch model with a ``retrain()`` method (item2vec) has it called once after the fit.
+    A model trained in batch (:class:`~stream.models.base.BackgroundTrained`: item2vec) is
+    trained once after the fit.
     Then for every test session and every position t >= 2, recommend from the prefix of clicks
     1..t-1 and score click t. Test clicks on items unknown to training are dropped first (as
     session-rec's preprocessing does), so the candidates are the training items. Test sessions

@@ -1,5 +1,8 @@
 """The Kafka worker: poll, decode, dispatch to the per-click core, publish, commit.
 
+Why one long module: the poll loop, its pipelining and its commits share the loop's state (the
+pending run, the committed offsets, the rebalance record) and run on its one thread.
+
 One consumer-group member. The loop keeps the at-least-once order:
 process a batch -> flush what it produced (recommendations, dead letters) -> commit the next
 offsets. With a session-kNN model a batch's compiled learning and queries run on a second

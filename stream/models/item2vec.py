@@ -1,5 +1,8 @@
 """item2vec: word2vec skip-gram trained in batch on sessions, served as a neighbour lookup.
 
+Why one long module: the buffer, the background training and the neighbour table it swaps in
+are one model's state, kept together so the swap stays one assignment.
+
 This is the model of Cloudera Fast Forward's report *Session-based Recommender Systems* (FF19):
 items are words, sessions are sentences, gensim's ``Word2Vec`` (skip-gram) learns one vector per
 item and a session is recommended the items whose vectors are most cosine-similar to the vector

@@ -1,5 +1,8 @@
 """The incremental neighbour index shared by the session-kNN models (SKNN, V-SKNN, STAN, VSTAN).
 
+Why one long module: the index, the model skeleton and the batch plan share private array
+layouts that the compiled kernel reads positionally; split apart, each part would export them.
+
 State, updated exactly on every click (``SessionIndex.add``, O(1) amortised):
 
 * per session: an ``item -> last click position`` dict (the session's distinct items in first-seen

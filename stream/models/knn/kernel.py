@@ -1,5 +1,8 @@
 """Compiled (numba) hot path of the session-kNN query, over :class:`SessionIndex`'s flat arrays.
 
+Why one long module: numba compiles these functions together and they call each other; each
+mirrors one numpy step of :mod:`stream.models.knn.index`, so they are read side by side.
+
 Three kernels, each one pass over plain int64/int32/float64 arrays with reusable dense scratch
 arrays (per-slot candidate marker, per-item score accumulator + touched list), so a query does no
 ``concatenate``/``bincount``/``argpartition`` round trips:
