@@ -1,7 +1,7 @@
 """Every ``streamrec_*`` Prometheus metric, declared once, on a registry passed in.
 
 The per-click path never touches these objects: the worker calls :meth:`Metrics.flush` once per
-poll batch, which reads plain counters off the :class:`~stream.core.ClickProcessor`. Drift metrics
+poll batch, which reads plain counters off the :class:`~stream.processing.core.ClickProcessor`. Drift metrics
 come from the drift monitor's own collector, registered on the same registry.
 """
 
@@ -20,8 +20,9 @@ from prometheus_client import (
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from stream.core import LATENCY_BUCKETS, ClickProcessor
 from stream.events import REASONS
+from stream.models.base import BackgroundTrained
+from stream.processing.core import LATENCY_BUCKETS, ClickProcessor
 
 
 class _LatencyHistogram(Collector):
@@ -144,8 +145,8 @@ class Metrics:
         self.last_event_ts.set(st.watermark)
         self.latency.observe_many(p.latency.drain())
         model = p.model
-        trained_at = getattr(model, "trained_at", None)
-        if trained_at is not None:  # batch models (item2vec) only
+        trained_at = model.trained_at if isinstance(model, BackgroundTrained) else None
+        if trained_at is not None:  # models trained in batch (item2vec), once trained
             self.training_seconds.labels(self.model).set(model.training_seconds)
             self.trained_at.labels(self.model).set(trained_at)
             self.trainings.labels(self.model).set(model.trainings)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import BrokerError, EmbeddedBroker
+from stream.kafka.broker import BrokerError, EmbeddedBroker
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

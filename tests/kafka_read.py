@@ -7,7 +7,7 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from stream import kafka_io
+from stream.kafka import clients as kafka_io
 
 
 def read_topic(cfg: dict[str, Any], topic: str, expect: int, timeout: float = 30.0,

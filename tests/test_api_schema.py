@@ -11,13 +11,13 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis comes with the test extras")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from stream.api import OPENAPI_BYTES, Api  # noqa: E402
-from stream.catalog import Catalog, ItemInfo  # noqa: E402
-from stream.core import ClickProcessor  # noqa: E402
 from stream.events import Event  # noqa: E402
-from stream.http import HttpServer, Routes  # noqa: E402
 from stream.models import make_model  # noqa: E402
-from stream.serving import Serving  # noqa: E402
+from stream.processing.core import ClickProcessor  # noqa: E402
+from stream.serving.api import OPENAPI_BYTES, Api  # noqa: E402
+from stream.serving.catalog import Catalog, ItemInfo  # noqa: E402
+from stream.serving.http import HttpServer, Routes  # noqa: E402
+from stream.serving.rules import Serving  # noqa: E402
 
 
 @pytest.fixture(scope="module")

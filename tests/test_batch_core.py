@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from monitoring.drift.monitor import DriftMonitor
-from stream.core import ClickProcessor, chunked
+from stream.evaluation.synthetic import SyntheticStream
 from stream.events import Event
-from stream.items import ItemIndex
 from stream.models import make_model
-from stream.sessions import SessionStore
-from stream.synthetic import SyntheticStream
+from stream.processing.core import ClickProcessor, chunked
+from stream.state.items import ItemIndex
+from stream.state.sessions import SessionStore
 
 
 def _processor(model: str, tight: bool, learn: bool = True, monitor: bool = True) -> ClickProcessor:
@@ -83,7 +83,7 @@ def test_split_run_equals_whole(model: str, caps: str) -> None:
     ``process``, whatever the share; with a small item cap, posting lists are cut within runs;
     with a small index, plans are cut into runs at evictions (the first one is split, the second
     thread plans and runs the others meanwhile)."""
-    from stream.models.knn_index import IndexShadow
+    from stream.models.knn.index import IndexShadow
 
     events = _events(6_000, seed=11)
     kw = {"item-cap": {"max_item_sessions": 40}, "evictions": {"max_sessions": 200}}.get(caps, {})
@@ -173,9 +173,9 @@ def test_pipelined_worker_equals_click_by_click(broker, unique, monkeypatch) -> 
     between) publishes exactly the lists of ``process``."""
     import orjson
 
-    from stream import kafka_io
-    from stream.producer import produce_events
-    from stream.worker import Worker, WorkerSettings
+    from stream.kafka import clients as kafka_io
+    from stream.kafka.producer import produce_events
+    from stream.kafka.worker import Worker, WorkerSettings
     from tests.kafka_read import read_topic
 
     cfg = {"bootstrap_servers": broker.bootstrap}
@@ -189,7 +189,7 @@ def test_pipelined_worker_equals_click_by_click(broker, unique, monkeypatch) -> 
     prod.close()
     produce_events(cfg, topic, events[3_000:], show_progress=False)
 
-    from stream.models.knn_index import KNNModel
+    from stream.models.knn.index import KNNModel
 
     splits = []
     split_batch = KNNModel.split_batch

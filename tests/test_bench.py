@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.bench import JSON_KEYS, run_bench, table
-from stream.broker import EmbeddedBroker
+from stream.evaluation.bench import JSON_KEYS, run_bench, table
+from stream.kafka.broker import EmbeddedBroker
 
 
 def test_bench_json_line_has_the_contract_keys() -> None:
@@ -47,9 +47,9 @@ def test_synthetic_shop_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     from collections import Counter, defaultdict
 
     from stream.cli import build_parser
-    from stream.commands.common import shop_kwargs, shop_label
-    from stream.commands.produce import source_events
-    from stream.synthetic import SyntheticStream
+    from stream.cli.common import shop_kwargs, shop_label
+    from stream.cli.produce import source_events
+    from stream.evaluation.synthetic import SyntheticStream
 
     parser = build_parser()
     for command in ("bench", "produce", "simulate", "demo"):
@@ -83,7 +83,7 @@ def test_synthetic_shop_flags(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bench_replays_a_dataset(tmp_path: Path) -> None:
     """``--dataset PATH --format F``: a real log's events (time order, at most ``--events``) are
     produced and processed instead of synthetic ones, and the result names them."""
-    from stream.synthetic import SyntheticStream
+    from stream.evaluation.synthetic import SyntheticStream
 
     log = tmp_path / "clicks.txt"
     rows = [f"{e.session_id}\t{e.item_id}\t{e.timestamp}" for e in SyntheticStream(events=1200, seed=3)]
@@ -116,9 +116,9 @@ def test_cached_rule_rankings_equal_a_full_resort(rows: str, monkeypatch: pytest
     the compiled rows rank on demand) must always equal session-rec's stable sort of the whole row."""
     import heapq
 
+    from stream.evaluation.synthetic import SyntheticStream
     from stream.models import rules
     from stream.models.rules import AssociationRules, MarkovChain, SequentialRules
-    from stream.synthetic import SyntheticStream
 
     if rows == "compiled":
         if rules._CompiledRows is None:

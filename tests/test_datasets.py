@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.datasets import DatasetError, read_events
+from stream.evaluation.datasets import DatasetError, read_events
 from stream.events import Event
 from tests.conftest import data_path
 

@@ -8,10 +8,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from monitoring.drift import DriftMonitor
 from monitoring.drift.policy import RetrainPolicy
-from stream.core import ClickProcessor
+from stream.evaluation.synthetic import SyntheticStream
 from stream.events import Event
 from stream.models import make_model
-from stream.synthetic import SyntheticStream
+from stream.processing.core import ClickProcessor
 
 SMALL = {"reference_events": 5_000, "check_every": 500, "warmup": 500, "persistence": 3}
 

@@ -9,10 +9,10 @@ import urllib.request
 
 import pytest
 
-from stream import kafka_io
-from stream.broker import free_port
-from stream.producer import produce_events
-from stream.synthetic import SyntheticStream
+from stream.evaluation.synthetic import SyntheticStream
+from stream.kafka import clients as kafka_io
+from stream.kafka.broker import free_port
+from stream.kafka.producer import produce_events
 
 pytestmark = pytest.mark.broker
 

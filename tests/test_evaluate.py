@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stream.cli import main
-from stream.evaluate import RESULT_KEYS, evaluate_static, evaluate_stream, metric_keys
+from stream.evaluation.evaluate import RESULT_KEYS, evaluate_static, evaluate_stream, metric_keys
 from stream.models import MODELS
 from stream.progress import progress
 

@@ -7,14 +7,14 @@ import json
 import pytest
 
 from stream.cli import main
-from stream.core import ClickProcessor
-from stream.evaluate import evaluate_static, evaluate_stream, fit
+from stream.evaluation.evaluate import evaluate_static, evaluate_stream, fit
 from stream.events import Event, parse_event_weights
-from stream.items import ItemIndex
 from stream.models import make_model
 from stream.models.base import WeightsClicks
 from stream.models.pop import Popularity, PopularityCounts
 from stream.models.rules import ROWS, AssociationRules, MarkovChain, SequentialRules, _DictRows
+from stream.processing.core import ClickProcessor
+from stream.state.items import ItemIndex
 
 W = {"view": 1.0, "cart": 3.0, "purchase": 5.0}
 

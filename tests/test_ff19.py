@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.ff19 import cooc_recommender, evaluate_ff19, ff19_split, load_sequences
+from stream.evaluation.ff19 import cooc_recommender, evaluate_ff19, ff19_split, load_sequences
 
 FF19_FILE = Path(__file__).resolve().parents[2] / "shared/data/online-retail/ff19_onlineretail_sessions.csv.gz"
 

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from stream import http as shttp
-from stream.http import HttpServer, Routes
+from stream.serving import http as shttp
+from stream.serving.http import HttpServer, Routes
 
 
 def _recs(sid: str) -> list[str] | None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from stream.core import ClickProcessor
-from stream.evaluate import evaluate_stream
+from stream.evaluation.evaluate import evaluate_stream
+from stream.evaluation.synthetic import SyntheticStream
 from stream.events import Event
 from stream.models import make_model, parse_params
 from stream.models.hybrid import Hybrid
-from stream.synthetic import SyntheticStream
+from stream.processing.core import ClickProcessor
 
 SEQ = [1, 2, 3, 1, 2, 4]
 

@@ -182,7 +182,7 @@ def test_training_error_keeps_the_old_table(monkeypatch):
 def test_without_gensim_streamrec_imports_and_item2vec_says_what_to_install():
     code = (
         "import sys; sys.modules['gensim'] = None; sys.modules['gensim.models'] = None\n"
-        "import stream.cli, stream.core, stream.ff19, stream.models.item2vec\n"
+        "import stream.cli, stream.processing.core, stream.evaluation.ff19, stream.models.item2vec\n"
         "from stream.models import make_model\n"
         "m = make_model('sr'); m.learn_one(0, 1, 0.0, []); m.learn_one(0, 2, 0.0, [1])\n"
         "print(m.recommend([1], 0.0, k=2))\n"
@@ -205,10 +205,10 @@ def test_worker_retrains_item2vec_on_new_catalog_drift_and_recovers(broker, uniq
     import orjson
 
     from monitoring.drift.monitor import DriftMonitor
-    from stream.core import ClickProcessor
-    from stream.producer import produce_events
-    from stream.synthetic import SyntheticStream
-    from stream.worker import Worker, WorkerSettings
+    from stream.evaluation.synthetic import SyntheticStream
+    from stream.kafka.producer import produce_events
+    from stream.kafka.worker import Worker, WorkerSettings
+    from stream.processing.core import ClickProcessor
 
     n, drift_at = 30_000, 15_000
     cfg = {"bootstrap_servers": broker.bootstrap}

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from stream.models import make_model
-from stream.models.knn_index import SessionIndex
-from stream.models.sknn import SKNN
-from stream.models.stan import STAN
-from stream.models.vsknn import VSKNN
-from stream.models.vstan import VSTAN
+from stream.models.knn.index import SessionIndex
+from stream.models.knn.sknn import SKNN
+from stream.models.knn.stan import STAN
+from stream.models.knn.vsknn import VSKNN
+from stream.models.knn.vstan import VSTAN
 
 DAY = 86_400.0
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "yoochoose-100k"
@@ -93,7 +93,7 @@ def test_vsknn_idf_counts_events_q3():
 
 
 def test_vsknn_linear_weighting_quirk_uses_position():
-    from stream.models.vsknn import position_weight
+    from stream.models.knn.vsknn import position_weight
 
     # session-rec: 1 - 0.1 (L - p) if p <= 10 else 0 -- the last click of a long session weighs 0
     w = position_weight("linear", np.arange(1.0, 13.0), 12)
@@ -381,7 +381,7 @@ def test_kernel_matches_numpy_on_synthetic_stream(name, params, timing):
     """Same neighbours, scores and rankings (incl. ties: coarse timestamps make many sessions
     equally recent, SKNN's set similarities and small samples make many equal scores; late
     queries are timed before some of their candidates, so the recency decay exceeds 1)."""
-    from stream.synthetic import SyntheticStream
+    from stream.evaluation.synthetic import SyntheticStream
 
     m = make_model(name, **params)
     assert m._kernel is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
@@ -484,7 +484,7 @@ def test_posting_store_relocation_compaction_and_cap():
 
 
 def test_kernel_failure_falls_back_to_numpy(monkeypatch):
-    from stream.models import knn_index
+    from stream.models.knn import index as knn_index
 
     kern = knn_index.load_kernel()
     assert kern is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
@@ -502,7 +502,7 @@ def test_kernel_failure_falls_back_to_numpy(monkeypatch):
 def test_histogram_threshold_equals_quickselect() -> None:
     """The "recent" sampling's bucketed selection returns quickselect's order statistic and counts,
     with ties, a constant array and an infinite time (which falls back to quickselect)."""
-    from stream.models.knn_index import load_kernel
+    from stream.models.knn.index import load_kernel
 
     k = load_kernel()
     assert k is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
@@ -518,7 +518,7 @@ def test_histogram_threshold_equals_quickselect() -> None:
 def test_similarity_buckets_are_monotone_and_bound_their_values() -> None:
     """The neighbours' bound buckets similarities by their top 16 bits: in value order, and each
     bucket's lower edge at most its values (so the k-th best's edge is a lower bound)."""
-    from stream.models.knn_index import load_kernel
+    from stream.models.knn.index import load_kernel
 
     k = load_kernel()
     assert k is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
@@ -551,7 +551,7 @@ def test_similarity_buckets_are_monotone_and_bound_their_values() -> None:
 def test_kernel_query_preparation_matches_python(name, params) -> None:
     """``query_history`` prepares the query in the kernel: the same distinct items (first-click
     order), last positions, position weights and norm as :class:`_Query` and ``_kernel_spec``."""
-    from stream.models.knn_index import _Query
+    from stream.models.knn.index import _Query
 
     m = make_model(name, **params)
     assert m._kernel is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
@@ -588,7 +588,7 @@ def test_index_from_an_int64_checkpoint_is_converted() -> None:
 def test_query_prepared_in_the_kernel_gives_the_same_lists_and_scores(name) -> None:
     """``recommend`` and ``top_scores`` (what the hybrid mixes) from one kernel call that prepares
     the query equal the kernel path with the query prepared in Python."""
-    from stream.synthetic import SyntheticStream
+    from stream.evaluation.synthetic import SyntheticStream
 
     m = make_model(name)
     assert m._kernel is not None and m._fused is not None, \

@@ -10,10 +10,10 @@ import pickle
 
 import pytest
 
-from stream.core import ClickProcessor
+from stream.evaluation.synthetic import SyntheticStream
 from stream.events import Event
 from stream.models import MODELS, SessionModel, make_model
-from stream.synthetic import SyntheticStream
+from stream.processing.core import ClickProcessor
 
 EVENTS = list(SyntheticStream(events=3_000, seed=11))
 

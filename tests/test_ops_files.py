@@ -413,8 +413,8 @@ def test_compose_ports_and_addresses_agree() -> None:
 def test_compose_catalogue_producer_loads_a_sample_the_worker_follows() -> None:
     """A one-shot ``produce --catalog`` of a small file shipped in the repo, into the topic the
     worker follows, done before the worker starts."""
-    from stream.catalog import read_file
     from stream.events import Invalid
+    from stream.serving.catalog import read_file
 
     services = compose()["services"]
     loaders = {n: s for n, s in services.items()

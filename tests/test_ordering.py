@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from kafka import TopicPartition
 
-from stream.ordering import EventTimeMerge
+from stream.kafka.ordering import EventTimeMerge
 
 
 @dataclass

@@ -209,7 +209,7 @@ def test_retraining_alert_fires_and_every_dashboard_query_has_data(tmp_path: Pat
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.skip("no prometheus binary on PATH (Debian: apt-get install prometheus; `make test` does it as root)")
-    from stream import broker as broker_mod
+    from stream.kafka import broker as broker_mod
 
     prom_port, worker_port = broker_mod.free_port(), broker_mod.free_port()
     rule_names = fast_rules(PROM_DIR / "alerts.yml", tmp_path / "alerts-fast.yml")

@@ -22,13 +22,13 @@ import orjson
 import pytest
 from kafka import TopicPartition
 
-from stream import kafka_io
-from stream.broker import EmbeddedBroker, free_port
-from stream.checkpoint import SnapshotFiles
 from stream.cli import build_parser
-from stream.commands.common import build_processor
+from stream.cli.common import build_processor
+from stream.evaluation.synthetic import SyntheticStream
 from stream.events import Event
-from stream.synthetic import SyntheticStream
+from stream.kafka import clients as kafka_io
+from stream.kafka.broker import EmbeddedBroker, free_port
+from stream.state.checkpoint import SnapshotFiles
 from tests.kafka_read import read_topic
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -219,7 +219,7 @@ def load_state(state_dir: Path, model: str = "sr") -> Any:
     p = build_processor(args)
     snap = SnapshotFiles(state_dir).load()
     assert snap is not None
-    from stream.checkpoint import restore
+    from stream.state.checkpoint import restore
 
     restore(p, snap.state)
     return p, snap
@@ -450,7 +450,7 @@ def test_bad_snapshots_are_refused_with_a_reason(tmp_path, caplog) -> None:
     """Corrupt, truncated and other-version snapshots are refused, the previous good one used."""
     import struct
 
-    from stream import checkpoint as ck
+    from stream.state import checkpoint as ck
 
     files = SnapshotFiles(tmp_path)
     files.write(ck.Snapshot({"events": 1}, {("t", 0): 1}, 1))

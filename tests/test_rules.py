@@ -119,7 +119,7 @@ def test_compiled_rows_equal_the_python_rows(make, monkeypatch: pytest.MonkeyPat
     every click, and a pickled model restores into either kind."""
     import pickle
 
-    from stream.synthetic import SyntheticStream
+    from stream.evaluation.synthetic import SyntheticStream
 
     rules, py_rows, c_rows = _both_rows(monkeypatch)
     monkeypatch.setattr(rules, "ROWS", py_rows)

@@ -7,14 +7,14 @@ import tempfile
 import pytest
 from kafka.partitioner.default import murmur2
 
-from stream import kafka_io
-from stream.bench import run_pipeline
-from stream.broker import EmbeddedBroker
-from stream.core import ClickProcessor
+from stream.evaluation.bench import run_pipeline
+from stream.evaluation.synthetic import SyntheticStream
+from stream.kafka import clients as kafka_io
+from stream.kafka.broker import EmbeddedBroker
+from stream.kafka.producer import produce_events
+from stream.kafka.replica import SHADOW_KEY_BASE, Replica
 from stream.models import make_model
-from stream.producer import produce_events
-from stream.replica import SHADOW_KEY_BASE, Replica
-from stream.synthetic import SyntheticStream
+from stream.processing.core import ClickProcessor
 
 
 def partition_of(session_id: str, partitions: int) -> int:

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from stream import kafka_io
-from stream.broker import free_port
 from stream.cli import build_parser
+from stream.kafka import clients as kafka_io
+from stream.kafka.broker import free_port
 
 SECRET = "s3cr3t-Pa55word-do-not-log"
 
@@ -72,8 +72,8 @@ def test_every_client_gets_the_security_settings() -> None:
 
 
 def test_worker_command_passes_config_to_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    from stream import worker as worker_mod
-    from stream.commands import worker as worker_cmd
+    from stream.cli import worker as worker_cmd
+    from stream.kafka import worker as worker_mod
 
     got: dict[str, Any] = {}
 

@@ -11,18 +11,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream import kafka_io
-from stream.api import FALLBACK_HEADER, Api
-from stream.catalog import DELETED, Catalog, CatalogFollower, ItemInfo, decode
-from stream.commands.serve_args import build_serving
-from stream.core import ClickProcessor
+from stream.cli.serve_args import build_serving
+from stream.evaluation.synthetic import SyntheticStream
 from stream.events import Event
-from stream.http import HttpServer, Routes
+from stream.kafka import clients as kafka_io
+from stream.kafka.producer import produce_events
+from stream.kafka.worker import Worker, WorkerSettings
 from stream.models import make_model
-from stream.producer import produce_events
-from stream.serving import ModelGate, Rules, Serving
-from stream.synthetic import SyntheticStream
-from stream.worker import Worker, WorkerSettings
+from stream.processing.core import ClickProcessor
+from stream.serving.api import FALLBACK_HEADER, Api
+from stream.serving.catalog import DELETED, Catalog, CatalogFollower, ItemInfo, decode
+from stream.serving.http import HttpServer, Routes
+from stream.serving.rules import ModelGate, Rules, Serving
 from tests.kafka_read import read_topic
 
 # -- rules ---------------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_worker_opens_the_gate_between_slices_and_shortens_runs_while_queries_wa
     """On the click-by-click path a queued model query is answered after the first
     GATE_EVERY_CLICKS clicks of a long run, not after the run; the lists are the run's own. While
     queries have been waiting, runs are cut to GATE_RUN_CLICKS."""
-    from stream import worker as w
+    from stream.kafka import worker as w
 
     events = list(SyntheticStream(events=4 * w.GATE_EVERY_CLICKS + 5, seed=3))
     proc = ClickProcessor(make_model("sr"), k=20)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stream.items import OVERFLOW, ItemIndex
-from stream.sessions import SessionStore
+from stream.state.items import OVERFLOW, ItemIndex
+from stream.state.sessions import SessionStore
 
 
 def test_ttl_ends_idle_sessions_in_event_time() -> None:

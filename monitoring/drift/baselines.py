@@ -20,7 +20,7 @@ import numpy as np
 from river.drift import ADWIN
 
 from stream.events import Event
-from stream.sessions import Session
+from stream.state.sessions import Session
 
 
 def js_distance(p: np.ndarray, q: np.ndarray) -> float:
@@ -41,12 +41,12 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
 
 
 class Baselines:
-    """A :class:`stream.core.Monitor` running both baselines; detections are event indices.
+    """A :class:`stream.processing.core.Monitor` running both baselines; detections are event indices.
 
     Examples
     --------
-    >>> from stream.synthetic import SyntheticStream
-    >>> from stream.core import ClickProcessor
+    >>> from stream.evaluation.synthetic import SyntheticStream
+    >>> from stream.processing.core import ClickProcessor
     >>> from stream.models import make_model
     >>> b = Baselines(reference_events=5_000, window=1_000, warmup=500, top_items=20)
     >>> p = ClickProcessor(make_model("pop"), monitor=b)

@@ -1,4 +1,4 @@
-"""The drift monitor the click core calls on every click (:class:`stream.core.Monitor`).
+"""The drift monitor the click core calls on every click (:class:`stream.processing.core.Monitor`).
 
 Per click it only bins the event and bumps counters (O(1), a handful of list operations). Every
 ``check_every`` clicks it scores each signal's live window against the reference, compares the
@@ -42,7 +42,7 @@ from monitoring.drift.signals import (
 )
 from stream.config import log_event
 from stream.events import Event
-from stream.sessions import Session
+from stream.state.sessions import Session
 
 log = logging.getLogger("streamrec.drift")
 
@@ -108,8 +108,8 @@ class DriftMonitor:
 
     Examples
     --------
-    >>> from stream.synthetic import SyntheticStream
-    >>> from stream.core import ClickProcessor
+    >>> from stream.evaluation.synthetic import SyntheticStream
+    >>> from stream.processing.core import ClickProcessor
     >>> from stream.models import make_model
     >>> m = DriftMonitor(reference_events=10_000, check_every=500, warmup=1_000, on_drift="alert")
     >>> p = ClickProcessor(make_model("pop"), monitor=m)
@@ -210,7 +210,7 @@ class DriftMonitor:
     # -- wiring --------------------------------------------------------------------------------
 
     def attach(self, processor: Any) -> None:
-        """Give the monitor the :class:`~stream.core.ClickProcessor` (for retrains and item names)."""
+        """Give the monitor the :class:`~stream.processing.core.ClickProcessor` (for retrains and item names)."""
         self.processor = processor
 
     @property

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from stream.config import log_event
 from stream.models.base import SessionModel
-from stream.sessions import DEFAULT_MAX_SESSION_ITEMS
+from stream.state.sessions import DEFAULT_MAX_SESSION_ITEMS
 
 if TYPE_CHECKING:  # pragma: no cover
     from monitoring.drift.monitor import DriftMonitor

@@ -11,7 +11,7 @@
  * Rankings are computed when asked (a row holds at most 2 * max_row + 1 partners), so there is
  * no cache to keep in step with the weights.
  *
- * Item ints are the dense non-negative ints of stream.items.ItemIndex; rows are an array indexed
+ * Item ints are the dense non-negative ints of stream.state.items.ItemIndex; rows are an array indexed
  * by them. Everything runs under the GIL.
  */
 #define PY_SSIZE_T_CLEAN

@@ -1,8 +1,8 @@
 """The contract every session model follows.
 
 A model sees a click stream one event at a time. Items are small non-negative integers handed
-out by :class:`stream.items.ItemIndex`; sessions are integer keys handed out by
-:class:`stream.sessions.SessionStore`. Keeping both as ints lets models use numpy arrays and
+out by :class:`stream.state.items.ItemIndex`; sessions are integer keys handed out by
+:class:`stream.state.sessions.SessionStore`. Keeping both as ints lets models use numpy arrays and
 compact dicts on the per-click path.
 
 Two verbs, River-style:
@@ -22,12 +22,17 @@ Models that learn more from some clicks than others (a purchase more than a view
 
 A model returns a plain list of at most ``k`` item ints, best first, and never raises for an
 unknown item or an empty history: it returns what it can (possibly an empty list).
+
+What a model can do beyond the two verbs is declared by the base classes it derives from, and
+callers ask with ``isinstance``: :class:`BatchModel` (a run of clicks in one compiled call, the
+session-kNN family), :class:`BackgroundTrained` (trained in batch in a background thread,
+item2vec) and :class:`ScoringModel` (scores, not only ranks, candidates).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 
@@ -97,3 +102,94 @@ class WeightsClicks(SessionModel):
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int],
                   weight: float = 1.0) -> None:
         """Learn that ``item`` followed ``history`` in ``session``, counted ``weight`` times."""
+
+
+# -- capabilities beyond the two verbs: a caller checks with isinstance, never with getattr ---------
+
+
+class BatchModel(SessionModel):
+    """A model with a compiled batch path: a whole run of clicks learned and answered in one call.
+
+    :meth:`plan_batch` does the Python half (bookkeeping, capacities) in the caller's thread;
+    :meth:`run_batch` does the rest without the GIL, so a caller may run it on a second thread
+    while it finishes the previous run's answers (:class:`stream.processing.core.ClickProcessor`,
+    the worker's pipelining). The answers' ``take()``, once per click in order, gives the same
+    lists and leaves the same state as :meth:`learn_one` then :meth:`recommend` per click.
+    """
+
+    @property
+    def batches(self) -> bool:
+        """Whether the batch path can run now (e.g. its compiled kernel loaded); else per click."""
+        return True
+
+    @abc.abstractmethod
+    def plan_batch(self, keys: Sequence[int], items: Sequence[int], timestamps: Sequence[float],
+                   learn: Sequence[bool], hist: Any, hoff: Any, hlen: Any, k: int) -> Any:
+        """The Python half of a run: per click, learn (where ``learn[t]``) then recommend ``k``
+        with the history ``hist[hoff[t] : hoff[t] + hlen[t]]``."""
+
+    @abc.abstractmethod
+    def run_batch(self, plan: Any) -> Any:
+        """The compiled half of ``plan``; returns answers whose ``take()`` gives
+        ``(list, seconds)`` once per click, in order."""
+
+    def split_batch(self, plan: Any, share: float) -> Callable[[], None] | None:
+        """Hand about ``share`` of the plan's queries to a second caller: the call that computes
+        them while :meth:`run_batch` runs on another thread, or ``None`` (nothing to split)."""
+        return None
+
+
+def batch_path(model: SessionModel) -> BatchModel | None:
+    """``model`` if it can learn and answer a run of clicks in one call right now, else ``None``.
+
+    >>> from stream.models import make_model
+    >>> batch_path(make_model("pop")) is None
+    True
+    """
+    return model if isinstance(model, BatchModel) and model.batches else None
+
+
+class BackgroundTrained(SessionModel):
+    """A model trained in batch on what :meth:`learn_one` buffered, in a background thread, that
+    swaps its own tables when a training ends (item2vec)."""
+
+    #: Wall-clock time of the last finished training, ``None`` before the first.
+    trained_at: float | None
+    #: Seconds the last training took, and how many have finished.
+    training_seconds: float
+    trainings: int
+
+    @property
+    @abc.abstractmethod
+    def training(self) -> bool:
+        """Whether a training runs now."""
+
+    @abc.abstractmethod
+    def retrain(self) -> BackgroundTrained:
+        """Train now, in this thread, on what is buffered; returns the model."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background training to end; ``False`` if it is still running at ``timeout``."""
+
+    @abc.abstractmethod
+    def retrain_from(self, events: Iterable[tuple[int, int, float]]) -> int:
+        """Start a background training on ``(session, item, timestamp)`` events (the retrain
+        policy's buffer) and keep serving the current tables until it ends; returns the number
+        of events it trains on."""
+
+
+class ScoringModel(SessionModel):
+    """A model that scores candidate items for a history, not only ranks them (what a
+    score-combining hybrid mixes)."""
+
+    @abc.abstractmethod
+    def scores(self, history: Sequence[int], timestamp: float,
+               session: int | None = None) -> dict[int, float]:
+        """The score of every candidate item."""
+
+    def top_scores(self, history: Sequence[int], timestamp: float, k: int,
+                   session: int | None = None) -> dict[int, float]:
+        """The (about) ``k`` best candidates with their scores."""
+        sc = self.scores(history, timestamp, session)
+        return dict(sorted(sc.items(), key=lambda kv: -kv[1])[:k]) if k > 0 else sc

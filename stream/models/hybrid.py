@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
-from stream.models.base import SessionModel, WeightsClicks
+from stream.models.base import ScoringModel, SessionModel, WeightsClicks
 from stream.models.pop import PopularityCounts, fill
 
 COMBINES = ("score", "rank")
@@ -236,15 +236,8 @@ class Hybrid(WeightsClicks):
 
             if isinstance(m, _RuleModel):
                 return _top(m.scores(history[-1]), depth)
-            top_scores = getattr(m, "top_scores", None)
-            if top_scores is not None:  # kNN models: only the best `depth` candidates
-                return _top(top_scores(history, ts, depth, session), depth)
-            scores = getattr(m, "scores", None)
-            if scores is not None and not isinstance(m, _RuleModel):
-                try:
-                    return _top(scores(history, ts, session), depth)
-                except TypeError:  # a scores() with another signature: use ranks
-                    pass
+            if isinstance(m, ScoringModel):  # kNN models: only the best `depth` candidates
+                return _top(m.top_scores(history, ts, depth, session), depth)
         recs = m.recommend(history, ts, depth, session)
         return {i: 1.0 / r for r, i in enumerate(recs, 1)}
 

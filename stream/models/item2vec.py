@@ -1,5 +1,8 @@
 """item2vec: word2vec skip-gram trained in batch on sessions, served as a neighbour lookup.
 
+Why one long module: the buffer, the background training and the neighbour table it swaps in
+are one model's state, kept together so the swap stays one assignment.
+
 This is the model of Cloudera Fast Forward's report *Session-based Recommender Systems* (FF19):
 items are words, sessions are sentences, gensim's ``Word2Vec`` (skip-gram) learns one vector per
 item and a session is recommended the items whose vectors are most cosine-similar to the vector
@@ -42,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.models.base import WeightsClicks
+from stream.models.base import BackgroundTrained, WeightsClicks
 from stream.models.pop import PopularityCounts, fill
 
 #: gensim's own defaults for the parameters this model exposes (gensim 4 names).
@@ -151,7 +154,7 @@ class NeighbourTable:
         return self.items[part].tolist()
 
 
-class Item2Vec(WeightsClicks):
+class Item2Vec(BackgroundTrained, WeightsClicks):
     """Skip-gram word2vec on sessions (FF19's item2vec), recommending nearest neighbours.
 
     Parameters

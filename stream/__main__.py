@@ -1,0 +1,7 @@
+"""``python -m stream``: the same as the ``streamrec`` command."""
+
+import sys
+
+from stream.cli import main
+
+sys.exit(main())
