@@ -355,9 +355,6 @@ class AssociationRules(_RuleModel):
 
     name = "ar"
 
-    def __init__(self, pruning: int = 20, max_row: int = 50, fallback: bool = True) -> None:
-        super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
-
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int],
                   weight: float = 1.0) -> None:
         self._rows.learn_pairs(history, item, weight)
@@ -378,9 +375,6 @@ class MarkovChain(_RuleModel):
     """
 
     name = "markov"
-
-    def __init__(self, pruning: int = 20, max_row: int = 50, fallback: bool = True) -> None:
-        super().__init__(pruning=pruning, max_row=max_row, fallback=fallback)
 
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int],
                   weight: float = 1.0) -> None:
