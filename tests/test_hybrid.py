@@ -10,22 +10,15 @@ from stream.events import Event
 from stream.models import make_model, parse_params
 from stream.models.hybrid import Hybrid
 from stream.processing.core import ClickProcessor
+from tests.feed import feed
 
 SEQ = [1, 2, 3, 1, 2, 4]
-
-
-def _train(m, seqs: list[list[int]]) -> None:
-    t = 0.0
-    for s, seq in enumerate(seqs):
-        for i, item in enumerate(seq):
-            m.learn_one(s, item, t, seq[:i])
-            t += 1.0
 
 
 def test_contract_and_fallbacks() -> None:
     h = Hybrid(models="sr,markov")
     assert h.recommend([], 0.0) == [] and h.recommend([7], 0.0) == []
-    _train(h, [SEQ])
+    feed(h, [SEQ])
     assert h.recommend([], 9.0, k=3) == [1, 2, 3]  # popular items for an empty session
     recs = h.recommend([99], 9.0, k=3)  # unknown item: popular fill, no error
     assert recs and all(isinstance(i, int) for i in recs)
@@ -37,7 +30,7 @@ def test_weighted_scores_by_hand() -> None:
     # SR(steps=2) row of 2: {3: 1, 1: .5, 4: 1} (max-normalised); Markov row of 2: {3: 1, 4: 1}.
     h = Hybrid(models="sr,markov", weights=[0.2, 0.8], model_params={"sr": {"steps": 2}},
                )
-    _train(h, [SEQ])
+    feed(h, [SEQ])
     sr, mk = h.parts
     assert sr.scores(2) == {3: 1.0, 1: 0.5, 4: 1.0}
     assert mk.scores(2) == {3: 1.0, 4: 1.0}
@@ -57,7 +50,7 @@ def test_single_part_weight_reproduces_the_part() -> None:
 
 def test_rank_combine() -> None:
     h = Hybrid(models="markov,ar", combine="rank", weights=[1.0, 0.0])
-    _train(h, [SEQ])
+    feed(h, [SEQ])
     assert h.recommend([2], 9.0, k=2) == h.parts[0].recommend([2], 9.0, k=2)
 
 
@@ -67,7 +60,7 @@ def test_params_from_the_cli_and_clone() -> None:
     assert isinstance(h, Hybrid)
     assert h.weights == [0.7, 0.3] and h.parts[0].steps == 3 and h.parts[1].pruning == 5
     assert h.model_params == {"sr": {"steps": 3}, "markov": {"pruning": 5}}
-    _train(h, [SEQ])
+    feed(h, [SEQ])
     c = h.clone()
     assert c.params() == h.params() and c.recommend([2], 0.0) == []
     assert Hybrid(models=["sr", "ar"], weights=0.25).weights == [0.25, 0.75]
@@ -125,7 +118,7 @@ def test_bandit_in_the_stream_uses_the_memo() -> None:
 
 def test_bandit_reward_every_thins_self_queries() -> None:
     h = Hybrid(models="sr,markov", mix="bandit", reward_every=4)
-    _train(h, [SEQ] * 8)  # no recommend calls: learn_one queries the parts itself
+    feed(h, [SEQ] * 8)  # no recommend calls: learn_one queries the parts itself
     assert h.rounds == (8 * 5) // 4
 
 

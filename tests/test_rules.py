@@ -6,14 +6,7 @@ import pytest
 
 from stream.models import make_model
 from stream.models.rules import AssociationRules, MarkovChain, SequentialRules
-
-
-def feed(model, sessions: list[list[int]]) -> None:
-    t = 0.0
-    for key, items in enumerate(sessions):
-        for pos, item in enumerate(items):
-            model.learn_one(key, item, t, items[:pos])
-            t += 1.0
+from tests.feed import feed
 
 
 def test_sr_div_weights_by_hand() -> None:
