@@ -47,6 +47,17 @@ def feed(merge: EventTimeMerge, tp: TopicPartition, times: list[float], start: i
     merge.add(tp, [Rec(tp.partition, start + i) for i in range(len(times))], times)
 
 
+def two_partitions(hw: dict[int, int], **options: object) -> tuple[Consumer, EventTimeMerge, TopicPartition,
+                                                                   TopicPartition]:
+    """A merge (``options``) over partitions 0 and 1, both served by one consumer with high-water marks ``hw``."""
+    c = Consumer()
+    c.hw = hw
+    m = EventTimeMerge(lambda v: v, **options)  # type: ignore[arg-type]
+    p0, p1 = tps(2)
+    m.assign(c, [p0, p1])
+    return c, m, p0, p1
+
+
 def test_a_backlog_fetched_partition_by_partition_is_released_in_event_time_order() -> None:
     rng = random.Random(1)
     times = sorted(rng.uniform(0, 1000) for _ in range(4000))
@@ -84,11 +95,7 @@ def test_offsets_advance_for_served_partitions_only_and_point_past_the_released_
 
 
 def test_ties_go_to_the_lower_partition_and_a_partition_keeps_its_own_order() -> None:
-    c = Consumer()
-    c.hw = {0: 3, 1: 2}
-    m = EventTimeMerge(lambda v: v)
-    p0, p1 = tps(2)
-    m.assign(c, [p0, p1])
+    c, m, p0, p1 = two_partitions({0: 3, 1: 2})
     feed(m, p1, [2.0, 2.0])
     feed(m, p0, [2.0, 9.0, 1.0])  # 1.0 comes after 9.0 in its partition, and stays there
     got = [(rec.partition, v) for _, rec, v in m.take().entries]
@@ -96,11 +103,9 @@ def test_ties_go_to_the_lower_partition_and_a_partition_keeps_its_own_order() ->
 
 
 def test_a_lagging_partition_holds_later_records_until_it_delivers_or_gives_up() -> None:
-    c, clock = Consumer(), Clock()
-    c.hw = {0: 2, 1: 5}  # partition 1 has five records the merge has not received
-    m = EventTimeMerge(lambda v: v, max_wait_s=5.0, clock=clock)
-    p0, p1 = tps(2)
-    m.assign(c, [p0, p1])
+    clock = Clock()
+    # partition 1 has five records the merge has not received
+    c, m, p0, p1 = two_partitions({0: 2, 1: 5}, max_wait_s=5.0, clock=clock)
     feed(m, p0, [1.0, 2.0])
     assert len(m.take()) == 0
     clock.t = 5.0
@@ -146,11 +151,7 @@ def test_with_two_consumers_a_caught_up_partition_holds_later_records_briefly() 
 
 
 def test_memory_is_bounded_the_earliest_go_without_waiting() -> None:
-    c = Consumer()
-    c.hw = {0: 10, 1: 1}
-    m = EventTimeMerge(lambda v: v, max_buffered=6)
-    p0, p1 = tps(2)
-    m.assign(c, [p0, p1])
+    c, m, p0, p1 = two_partitions({0: 10, 1: 1}, max_buffered=6)
     feed(m, p0, [float(t) for t in range(10)])  # partition 1 lags with nothing delivered
     assert [v for _, _, v in m.take().entries] == [0.0, 1.0, 2.0, 3.0]
     assert m.buffered == 6
@@ -166,21 +167,13 @@ def test_malformed_records_never_hold_anything_back() -> None:
 
 
 def test_fetch_order_releases_everything_as_received() -> None:
-    c = Consumer()
-    c.hw = {0: 2, 1: 9}
-    m = EventTimeMerge(lambda v: v, order="fetch")
-    p0, p1 = tps(2)
-    m.assign(c, [p0, p1])
+    c, m, p0, p1 = two_partitions({0: 2, 1: 9}, order="fetch")
     feed(m, p0, [5.0, 6.0])
     assert [v for _, _, v in m.take().entries] == [5.0, 6.0]
 
 
 def test_dropped_partitions_lose_their_held_records() -> None:
-    c = Consumer()
-    c.hw = {0: 2, 1: 9}
-    m = EventTimeMerge(lambda v: v)
-    p0, p1 = tps(2)
-    m.assign(c, [p0, p1])
+    c, m, p0, p1 = two_partitions({0: 2, 1: 9})
     feed(m, p0, [5.0, 6.0])
     m.drop([p0])
     assert m.buffered == 0 and not m.held() and m.partitions == {p1}
