@@ -237,58 +237,63 @@ static int RuleRows_init(RuleRows *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-/* The (history, item[, scale]) arguments of learn_steps / learn_pairs: item's int, the scale of
- * the click's increments (1 when left out) and history as a fast sequence (a new reference; NULL
- * with an exception set on bad arguments). */
-static PyObject *history_args(PyObject *const *args, Py_ssize_t nargs, const char *usage, long *item,
-                              double *scale) {
+/* What one click adds, given its history h[0..n) (oldest first), its item (int and object) and the
+ * scale of its increments: 0, or -1 with an exception set. */
+typedef int (*learn_fn)(RuleRows *self, PyObject **h, Py_ssize_t n, long item, PyObject *item_obj,
+                        double scale);
+
+/* learn_steps / learn_pairs: parse (history, item[, scale]) (scale 1 when left out), run `learn`
+ * over the history, drop it. Inline with a constant `learn`, so each method compiles to one direct
+ * loop. */
+static inline PyObject *learn_click(RuleRows *self, PyObject *const *args, Py_ssize_t nargs,
+                                    const char *usage, learn_fn learn) {
     if (nargs != 2 && nargs != 3) {
         PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
-    if (item_of(args[1], item) < 0) return NULL;
-    *scale = 1.0;
+    long item;
+    if (item_of(args[1], &item) < 0) return NULL;
+    double scale = 1.0;
     if (nargs == 3) {
-        *scale = PyFloat_AsDouble(args[2]);
-        if (*scale == -1.0 && PyErr_Occurred()) return NULL;
+        scale = PyFloat_AsDouble(args[2]);
+        if (scale == -1.0 && PyErr_Occurred()) return NULL;
     }
-    return PySequence_Fast(args[0], "history must be a sequence of item ints");
+    PyObject *seq = PySequence_Fast(args[0], "history must be a sequence of item ints");
+    if (seq == NULL) return NULL;
+    int rc = learn(self, PySequence_Fast_ITEMS(seq), PySequence_Fast_GET_SIZE(seq), item, args[1], scale);
+    Py_DECREF(seq);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* SR: item after each of the last `steps` clicks, most recent first, weighted wx[x] x steps back. */
+static int learn_steps(RuleRows *self, PyObject **h, Py_ssize_t n, long item, PyObject *item_obj,
+                       double scale) {
+    Py_ssize_t last = n < self->steps ? n : self->steps;
+    for (Py_ssize_t x = 1; x <= last; x++) {
+        long a;
+        if (item_of(h[n - x], &a) != 0 || add(self, a, item, item_obj, self->wx[x] * scale) != 0) return -1;
+    }
+    return 0;
+}
+
+/* AR: item with every click of the session, both directions, oldest first. */
+static int learn_pairs(RuleRows *self, PyObject **h, Py_ssize_t n, long item, PyObject *item_obj,
+                       double scale) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long prev;
+        if (item_of(h[i], &prev) != 0 || add(self, prev, item, item_obj, scale) != 0
+            || add(self, item, prev, h[i], scale) != 0) return -1;
+    }
+    return 0;
 }
 
 static PyObject *RuleRows_learn_steps(RuleRows *self, PyObject *const *args, Py_ssize_t nargs) {
-    long item;
-    double scale;
-    PyObject *seq = history_args(args, nargs, "learn_steps(history, item[, scale])", &item, &scale);
-    if (seq == NULL) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **h = PySequence_Fast_ITEMS(seq);
-    Py_ssize_t last = n < self->steps ? n : self->steps;
-    int ok = 1;
-    for (Py_ssize_t x = 1; ok && x <= last; x++) {
-        long a;
-        ok = item_of(h[n - x], &a) == 0 && add(self, a, item, args[1], self->wx[x] * scale) == 0;
-    }
-    Py_DECREF(seq);
-    if (!ok) return NULL;
-    Py_RETURN_NONE;
+    return learn_click(self, args, nargs, "learn_steps(history, item[, scale])", learn_steps);
 }
 
 static PyObject *RuleRows_learn_pairs(RuleRows *self, PyObject *const *args, Py_ssize_t nargs) {
-    long item;
-    double scale;
-    PyObject *seq = history_args(args, nargs, "learn_pairs(history, item[, scale])", &item, &scale);
-    if (seq == NULL) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **h = PySequence_Fast_ITEMS(seq);
-    int ok = 1;
-    for (Py_ssize_t i = 0; ok && i < n; i++) {
-        long prev;
-        ok = item_of(h[i], &prev) == 0 && add(self, prev, item, args[1], scale) == 0
-             && add(self, item, prev, h[i], scale) == 0;
-    }
-    Py_DECREF(seq);
-    if (!ok) return NULL;
-    Py_RETURN_NONE;
+    return learn_click(self, args, nargs, "learn_pairs(history, item[, scale])", learn_pairs);
 }
 
 static PyObject *RuleRows_add(RuleRows *self, PyObject *const *args, Py_ssize_t nargs) {
