@@ -32,6 +32,15 @@ def approx(d: dict[int, float]) -> dict[int, float]:
     return {k: pytest.approx(v, rel=1e-9) for k, v in d.items()}
 
 
+# The session-rec configurations replayed on yoochoose-100k, each with the hit rate it must reach.
+YOOCHOOSE = [
+    ("sknn", {"k": 100, "sample_size": 500, "similarity": "cosine"}, 0.60),
+    ("vsknn", {"k": 100, "sample_size": 500, "weighting": "quadratic", "weighting_score": "quadratic",
+               "idf_weighting": 1}, 0.63),
+    ("stan", {"k": 100, "sample_size": 5000}, 0.63),
+    ("vstan", {"k": 100, "sample_size": 5000}, 0.63),
+]
+
 # Two past sessions: 1 = [10, 11, 12], 2 = [11, 13]; the query session is [11] or [12, 11].
 PAST = [(1, 10, 0.0), (1, 11, 1.0), (1, 12, 2.0), (2, 11, 3.0), (2, 13, 4.0)]
 
@@ -269,25 +278,7 @@ def _read(path: Path):
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} is absent")
-@pytest.mark.parametrize(
-    "name,params,floor",
-    [
-        ("sknn", {"k": 100, "sample_size": 500, "similarity": "cosine"}, 0.60),
-        (
-            "vsknn",
-            {
-                "k": 100,
-                "sample_size": 500,
-                "weighting": "quadratic",
-                "weighting_score": "quadratic",
-                "idf_weighting": 1,
-            },
-            0.63,
-        ),
-        ("stan", {"k": 100, "sample_size": 5000}, 0.63),
-        ("vstan", {"k": 100, "sample_size": 5000}, 0.63),
-    ],
-)
+@pytest.mark.parametrize("name,params,floor", YOOCHOOSE)
 def test_yoochoose_replay_hit_rate(name, params, floor):
     """Static protocol on a slice: fit on train_full, score the first 2000 test positions;
     then keep learning the test clicks (streaming) and check the session's own entry is excluded."""
@@ -405,24 +396,7 @@ def test_kernel_matches_numpy_on_synthetic_stream(name, params, timing):
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} is absent")
-@pytest.mark.parametrize(
-    "name,params",
-    [
-        ("sknn", {"k": 100, "sample_size": 500, "similarity": "cosine"}),
-        (
-            "vsknn",
-            {
-                "k": 100,
-                "sample_size": 500,
-                "weighting": "quadratic",
-                "weighting_score": "quadratic",
-                "idf_weighting": 1,
-            },
-        ),
-        ("stan", {"k": 100, "sample_size": 5000}),
-        ("vstan", {"k": 100, "sample_size": 5000}),
-    ],
-)
+@pytest.mark.parametrize("name,params", [(name, params) for name, params, _ in YOOCHOOSE])
 def test_kernel_matches_numpy_on_yoochoose(name, params):
     m = make_model(name, **params)
     assert m._kernel is not None, "no compiled kernel: numba is a dependency (STREAMREC_KNN_KERNEL=0 turns it off)"
