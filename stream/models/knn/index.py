@@ -591,6 +591,9 @@ class KNNModel(BatchModel, ScoringModel):
     of the family has; they implement :meth:`_weights` (position weights of the session's
     distinct items, or ``None`` for plain counts), :meth:`_similarity` and :meth:`_contributions`.
 
+    No model of the family weights clicks by event type (``--event-weights``): a purchase enters
+    the index as a view does, keeping session-rec's formulas (see the module docstring).
+
     Parameters
     ----------
     k

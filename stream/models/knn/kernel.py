@@ -80,6 +80,7 @@ _NB = 0x4130 - _KEY_LO  # buckets from 2**-60 to 2**20, sixteen per binade
 _DEN = 128  # session sizes whose similarity denominator is looked up
 
 
+@_jit
 def _bucket(v: float) -> int:
     """A bucket of ``v`` that is monotone in ``v``: the top 16 bits of its IEEE 754 form (sign,
     exponent, 4 mantissa bits) from :data:`_KEY_LO`; below 2**-60 (and <= 0) in bucket 0, from
@@ -92,6 +93,7 @@ def _bucket(v: float) -> int:
     return b
 
 
+@_jit
 def _bucket_edge(b: int) -> float:
     """The smallest value of bucket ``b`` > 0 (:func:`_bucket`)."""
     return _i2f((b + _KEY_LO) << 48)
@@ -117,6 +119,7 @@ def _i2f(typingctx: Any, x: Any) -> Any:
     return types.float64(types.int64), codegen
 
 
+@_jit
 def _worse(a1: float, b1: float, c1: int, a2: float, b2: float, c2: int) -> bool:
     """Key 1 < key 2 in the order (a, b, c), all descending-is-better."""
     if a1 != a2:
@@ -126,6 +129,7 @@ def _worse(a1: float, b1: float, c1: int, a2: float, b2: float, c2: int) -> bool
     return c1 < c2
 
 
+@_jit
 def _kth(x: np.ndarray, r: int) -> float:
     """``np.partition(x, r)[r]`` (the value of rank ``r``, 0 = smallest) by quickselect on a copy."""
     a = x.copy()
@@ -161,19 +165,28 @@ def _kth(x: np.ndarray, r: int) -> float:
     return a[r]
 
 
+@_jit
 def _threshold(x: np.ndarray, r: int) -> tuple[float, int, int]:
     """The value of rank ``r`` in ``x`` (:func:`_kth`) and how many entries are above / equal to it."""
     thr = _kth(x, r)
+    n_above, n_eq = _above_equal(x, x.size, thr)
+    return thr, n_above, n_eq
+
+
+@_jit
+def _above_equal(x: np.ndarray, n: int, thr: float) -> tuple[int, int]:
+    """How many of ``x[:n]`` are above ``thr``, and how many equal it."""
     n_above = 0
     n_eq = 0
-    for j in range(x.size):
+    for j in range(n):
         if x[j] > thr:
             n_above += 1
         elif x[j] == thr:
             n_eq += 1
-    return thr, n_above, n_eq
+    return n_above, n_eq
 
 
+@_jit
 def _threshold_hist(x: np.ndarray, n: int, r: int, lo: float, hi: float) -> tuple[float, int, int]:
     """:func:`_threshold` of ``x[:n]`` (all within [lo, hi]) by a 256-bucket histogram: the
     bucket holding rank ``r`` is found by counting, then only its entries are selected (the
@@ -204,16 +217,11 @@ def _threshold_hist(x: np.ndarray, n: int, r: int, lo: float, hi: float) -> tupl
             inb[e] = x[j]
             e += 1
     thr = _kth(inb, r - cum)
-    n_above = n - cum - counts[k]
-    n_eq = 0
-    for j in range(e):
-        if inb[j] > thr:
-            n_above += 1
-        elif inb[j] == thr:
-            n_eq += 1
-    return thr, n_above, n_eq
+    n_above, n_eq = _above_equal(inb, e, thr)
+    return thr, n - cum - counts[k] + n_above, n_eq
 
 
+@_jit
 def _heap_select(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) -> np.ndarray:
     """Indices of the best ``k`` of ``n`` entries with ``a > 0`` by the key ``(a, b, c)``, best
     first (a min-heap of size k, worst at the root, then a heap sort)."""
@@ -222,23 +230,12 @@ def _heap_select(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) ->
     for j in range(n):
         if not a[j] > 0.0:
             continue
-        a1, b1, c1 = (a[j], b[j], c[j])
         if h < heap.size:
-            pos = h
-            heap[h] = j
+            _sift_up(heap, h, j, a, b, c)
             h += 1
-            while pos > 0:  # sift up
-                par = (pos - 1) // 2
-                a2, b2, c2 = (a[heap[par]], b[heap[par]], c[heap[par]])
-                if _worse(a1, b1, c1, a2, b2, c2):
-                    heap[pos] = heap[par]
-                    pos = par
-                else:
-                    break
-            heap[pos] = j
         else:
-            a0, b0, c0 = (a[heap[0]], b[heap[0]], c[heap[0]])
-            if _worse(a0, b0, c0, a1, b1, c1):
+            q = heap[0]
+            if _worse(a[q], b[q], c[q], a[j], b[j], c[j]):
                 _sift_down(heap, h, j, a, b, c)
     for e in range(h - 1, 0, -1):  # heap sort: worst to the back
         last = heap[e]
@@ -247,6 +244,22 @@ def _heap_select(a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, k: int) ->
     return heap[:h]
 
 
+@_jit
+def _sift_up(heap: np.ndarray, pos: int, j: int, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    """Put entry ``j`` at the new leaf ``heap[pos]`` and move it up past every parent it is worse
+    than (worst at the root)."""
+    a1, b1, c1 = (a[j], b[j], c[j])
+    while pos > 0:
+        par = (pos - 1) // 2
+        q = heap[par]
+        if not _worse(a1, b1, c1, a[q], b[q], c[q]):
+            break
+        heap[pos] = q
+        pos = par
+    heap[pos] = j
+
+
+@_jit
 def _sift_down(heap: np.ndarray, h: int, j: int, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
     """Put entry ``j`` at the root of ``heap[:h]`` and restore the (worst at the root) order."""
     a1, b1, c1 = (a[j], b[j], c[j])
@@ -421,7 +434,7 @@ def _neighbours(
         if h < hs:
             pos = h
             h += 1
-            while pos > 0:  # sift up
+            while pos > 0:  # sift up inline (not _sift_up): the query's hottest heap, values in registers
                 par = (pos - 1) // 2
                 q = heap[par]
                 if _worse(v, t1, s1, sims[q], tc[q], slots[q]):
@@ -565,14 +578,6 @@ def _top_items(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-_worse = _jit(_worse)
-_sift_down = _jit(_sift_down)
-_kth = _jit(_kth)
-_threshold = _jit(_threshold)
-_threshold_hist = _jit(_threshold_hist)
-_bucket = _jit(_bucket)
-_bucket_edge = _jit(_bucket_edge)
-_heap_select = _jit(_heap_select)
 neighbours = _jit(_neighbours)
 item_scores = _jit(_item_scores)
 top_items = _jit(_top_items)
@@ -581,6 +586,7 @@ top_items = _jit(_top_items)
 W_NONE, W_EXP, W_DIV, W_QUADRATIC, W_LINEAR, W_LOG = 0, 1, 2, 3, 4, 5  # query position weights
 
 
+@_jit
 def _query(
     hist: np.ndarray, lp: np.ndarray, wkind: int, wparam: float, sim_kind: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -630,7 +636,6 @@ def _query(
     return items, pos, w, sa
 
 
-_query = _jit(_query)
 
 
 def _query_history(

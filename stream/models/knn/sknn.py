@@ -52,9 +52,6 @@ class SKNN(KNNModel):
     pop_boost
         Weight of the neighbourhood popularity added to each score (0 = off).
 
-    Clicks are not weighted by event type (``--event-weights``): a purchase enters the index as
-    a view does, keeping session-rec's formulas (see :mod:`stream.models.knn.index`).
-
     Examples
     --------
     >>> m = SKNN(k=10, similarity="cosine")

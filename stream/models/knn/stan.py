@@ -37,19 +37,14 @@ class STAN(KNNModel):
 
     Parameters
     ----------
-    k, sample_size, sampling, max_sessions, max_session_items, max_item_sessions
-        As in :class:`~stream.models.knn.index.KNNModel` (neighbours, candidates, memory caps).
-    remind
-        If ``False``, items already in the session are not recommended.
+    k, sample_size, sampling, remind, max_sessions, max_session_items, max_item_sessions
+        As in :class:`~stream.models.knn.index.KNNModel` (``remind=False`` drops the session's items).
     lambda_spw
         Session position weight length scale (clicks); falsy = unweighted cosine.
     lambda_snh
         Neighbour recency length scale in **days**; ``None`` = off.
     lambda_inh
         Neighbour item-position length scale (clicks); ``None`` = off.
-
-    Clicks are not weighted by event type (``--event-weights``): a purchase enters the index as
-    a view does, keeping session-rec's formulas (see :mod:`stream.models.knn.index`).
 
     Examples
     --------

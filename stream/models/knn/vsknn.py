@@ -84,8 +84,8 @@ class VSKNN(KNNModel):
 
     Parameters
     ----------
-    k, sample_size, sampling, max_sessions, max_session_items, max_item_sessions
-        As in :class:`~stream.models.knn.index.KNNModel` (neighbours, candidates, memory caps).
+    k, sample_size, sampling, remind, max_sessions, max_session_items, max_item_sessions
+        As in :class:`~stream.models.knn.index.KNNModel` (``remind=False`` drops the session's items).
     similarity
         ``"vec"`` (weighted overlap / distinct session items) or ``"cosine"`` (weighted cosine).
     weighting
@@ -94,15 +94,10 @@ class VSKNN(KNNModel):
         Decay by how far back the click matching a neighbour is: div, quadratic, linear, log, same.
     weighting_time
         Multiply a neighbour's similarity by (7/8)^(days since it ended, rounded).
-    remind
-        If ``False``, items already in the session are not recommended.
     push_reminders
         Multiply the score of session items by their click count + 1.
     idf_weighting
         IDF boost weight (``False``/0 = off): score * (1 + idf(i) * idf_weighting).
-
-    Clicks are not weighted by event type (``--event-weights``): a purchase enters the index as
-    a view does, keeping session-rec's formulas (see :mod:`stream.models.knn.index`).
 
     Examples
     --------

@@ -44,9 +44,6 @@ class VSTAN(STAN):
     lambda_idf
         IDF boost weight; ``None`` = off.
 
-    Clicks are not weighted by event type (``--event-weights``): a purchase enters the index as
-    a view does, keeping session-rec's formulas (see :mod:`stream.models.knn.index`).
-
     Examples
     --------
     >>> m = VSTAN(k=10)
