@@ -7,7 +7,7 @@ import importlib
 import sys
 
 #: Sub-commands in the order ``--help`` lists them; each is ``stream.commands.<name>``.
-COMMANDS = ("demo", "broker", "produce", "worker", "evaluate", "simulate", "bench")
+COMMANDS = ("demo", "broker", "produce", "worker", "admin", "evaluate", "simulate", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

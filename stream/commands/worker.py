@@ -7,6 +7,7 @@ import sys
 
 from monitoring.drift import config as drift_config
 from stream import config, kafka_io
+from stream.admin import DEFAULT_ADMIN_PORT
 from stream.commands.common import add_model_args, add_state_args, build_processor
 from stream.ordering import ORDERS
 
@@ -53,6 +54,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--max-order-wait", default=5.0, type=float,
                help="seconds a lagging partition that delivers nothing may hold the others' clicks back "
                     "(event-time order)")
+    g = p.add_argument_group(
+        "operator actions (streamrec admin)",
+        "POST /admin/retrain, /admin/promote, /admin/acknowledge and GET /admin/status, off unless an "
+        "admin token is set. They are served on a listener of their own, on loopback by default, so "
+        "--metrics-host 0.0.0.0 does not publish them; each request needs 'Authorization: Bearer "
+        "<token>'. Prefer the environment variable to the flag: a flag shows in the process list.")
+    config.add(g, "--admin-token", default=None,
+               help="turn the admin routes on with this bearer token (at least 16 characters, e.g. "
+                    "`openssl rand -hex 16`)")
+    config.add(g, "--admin-host", default="127.0.0.1",
+               help="admin listener address; anything but loopback exposes operator actions to the "
+                    "network (put TLS in front)")
+    config.add(g, "--admin-port", default=DEFAULT_ADMIN_PORT, type=int, help="admin listener port (0: a free one)")
     config.add(p, "--summary-json", default=None,
                help="write a JSON summary here at exit (counts, HR/MRR, latency percentiles, peak RSS)")
     from stream.commands.serve_args import add_serving_args
@@ -83,7 +97,15 @@ def run(args: argparse.Namespace) -> int:
         else {"session_timeout_ms": args.session_timeout_ms},
         learn_all_partitions=args.learn_all_partitions, pipeline=not args.no_pipeline,
         click_order=args.click_order, max_order_wait_s=args.max_order_wait,
+        admin_token=args.admin_token or None, admin_host=args.admin_host, admin_port=args.admin_port,
     )
+    if settings.admin_token is not None:
+        from stream.admin import check_token
+
+        try:
+            check_token(settings.admin_token)
+        except ValueError as exc:
+            raise SystemExit(f"error: --admin-token: {exc}") from None
     worker = Worker(settings, processor)
     from stream.commands.serve_args import build_serving
 
