@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.commands.common import build_monitor
+    from stream.commands.common import build_lifecycle, build_monitor
     from stream.worker import Worker, WorkerSettings
 
     config.setup_logging(args.log_level, args.log_format)
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         learn_all_partitions=args.learn_all_partitions, pipeline=not args.no_pipeline,
         click_order=args.click_order, max_order_wait_s=args.max_order_wait,
     )
-    worker = Worker(settings, processor)
+    worker = Worker(settings, processor, lifecycle=build_lifecycle(args, processor))
     from stream.commands.serve_args import build_serving
 
     build_serving(args, worker)
