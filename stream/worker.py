@@ -198,13 +198,19 @@ class _Listener(ConsumerRebalanceListener):
 class Worker:
     """Runs ``processor`` over the click topic until stopped."""
 
-    def __init__(self, settings: WorkerSettings, processor: ClickProcessor, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: WorkerSettings, processor: ClickProcessor, metrics: Metrics | None = None,
+                 lifecycle: Any = None) -> None:
         self.s = settings
         self.processor = processor
         self.metrics = metrics or Metrics(settings.model_name, processor.k)
         monitor = processor.monitor
         if monitor is not None and hasattr(monitor, "collector"):
             self.metrics.registry.register(monitor.collector())  # streamrec_drift_*, retraining
+        #: The life of retraining due (monitoring.drift.lifecycle.Lifecycle): its actions are
+        #: called from the main loop only.
+        self.lifecycle = lifecycle
+        if lifecycle is not None:
+            self.metrics.registry.register(lifecycle.collector())  # streamrec_challenger_*, promotions
         self._running = True
         self._stop_reason = ""
         self.invalid = 0
@@ -218,6 +224,8 @@ class Worker:
         self._seen_changes = 0
         self.ckpt = ckpt.Checkpointer(settings.state_dir, settings.checkpoint_every_events,
                                       settings.checkpoint_every_seconds)
+        if lifecycle is not None:  # its state (challenger, actions, promotions) survives a restart
+            self.ckpt.register("lifecycle", lifecycle.state_dict, lifecycle.load_state_dict)
         self.broker_ok_at = time.monotonic()  # last sign of life from the broker
         self._consumer: Any = None
         self._owned: set[TopicPartition] = set()  # partitions whose state we hold (main loop's view)
@@ -291,8 +299,8 @@ class Worker:
         log_event(log, "admin server listening", host=self.s.admin_host, port=self.admin_http.port)
 
     def operator(self) -> Any:
-        """What the admin routes act on: the drift monitor's lifecycle, or None without one."""
-        return None
+        """What the admin routes act on: the lifecycle of retraining due, or None without one."""
+        return self.lifecycle
 
     def _run_admin_calls(self) -> None:
         """The admin routes' queued actions, with the model quiet; a checkpoint after any that
@@ -314,6 +322,8 @@ class Worker:
             kafka_io.ensure_topic(s.client, s.recommendations_topic, 1)
         if self.ckpt.load(self.processor) is not None:
             ckpt.rebase_metrics(self.metrics, self.processor)
+            if self.lifecycle is not None:
+                self.lifecycle.attach(self.processor)  # the restored monitor and model
         self.metrics.flush(self.processor)
         self.processor.model.warm_up()  # compile before the first click, not on it
         overrides = dict(s.consumer_overrides)

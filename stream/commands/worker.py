@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.commands.common import build_monitor
+    from stream.commands.common import build_lifecycle, build_monitor
     from stream.worker import Worker, WorkerSettings
 
     config.setup_logging(args.log_level, args.log_format)
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             check_token(settings.admin_token)
         except ValueError as exc:
             raise SystemExit(f"error: --admin-token: {exc}") from None
-    worker = Worker(settings, processor)
+    worker = Worker(settings, processor, lifecycle=build_lifecycle(args, processor))
     from stream.commands.serve_args import build_serving
 
     build_serving(args, worker)

@@ -37,6 +37,10 @@ class SessionModel(abc.ABC):
     #: Registry name, e.g. ``"sr"``; set by each concrete class.
     name: ClassVar[str] = ""
 
+    #: Trained in batch, in the background (item2vec): retraining is :meth:`retrain_from`, a fit
+    #: on recent clicks while the current state serves, not a replay of them into ``learn_one``.
+    trains_in_background: ClassVar[bool] = False
+
     @abc.abstractmethod
     def learn_one(self, session: int, item: int, timestamp: float, history: Sequence[int]) -> None:
         """Learn that ``item`` followed ``history`` in ``session`` at ``timestamp``."""
@@ -52,6 +56,11 @@ class SessionModel(abc.ABC):
 
     def forget_session(self, session: int) -> None:  # noqa: B027 - optional hook
         """Called when the session store drops ``session``; models may release per-session state."""
+
+    def retrain_from(self, events: Sequence[tuple[int, int, float]]) -> int:
+        """Models that :attr:`trains_in_background`: start a fit on ``(session key, item,
+        timestamp)`` clicks, swapped in when done; returns the clicks handed to it."""
+        raise NotImplementedError(f"{type(self).__name__} learns online: replay clicks into learn_one")
 
     # -- River-style conveniences -------------------------------------------------------------
 

@@ -225,6 +225,7 @@ class Item2Vec(SessionModel):
     """
 
     name = "item2vec"
+    trains_in_background = True
 
     def __init__(
         self,
