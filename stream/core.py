@@ -64,6 +64,9 @@ class Shadow(Protocol):
     it learns every click with the same session history, is asked for lists on the sessions it
     samples and scores them against the next click, paired with the served model's score."""
 
+    #: Its own prequential HR@k / MRR@k on the clicks it was paired on.
+    preq: Prequential
+
     def learn(self, key: int, item: int, ts: float, history: Sequence[int]) -> None:
         """Learn one click (before the session's history gains it)."""
 

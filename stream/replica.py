@@ -178,6 +178,9 @@ class Replica:
         if item != OVERFLOW:
             if p.learn:
                 p.model.learn_one(s.key, item, ev.timestamp, s.items)
+                challenger = p.shadow
+                if challenger is not None:  # a challenger learns what the champion learns
+                    challenger.learn(s.key, item, ev.timestamp, s.items)
             self.shadow.append(s, item)
         else:
             s.clicks += 1

@@ -150,7 +150,10 @@ class Lifecycle:
 
     def acknowledge(self, by: str = "operator", reason: str = "") -> dict[str, Any]:
         """Clear ``retraining_due`` as the new normal: any challenger is dropped, the reference is
-        re-baselined from recent clicks."""
+        re-baselined from the clicks since the drift began; ``ValueError`` if nothing is due and no
+        challenger runs."""
+        if not self.monitor.retraining_due and self.challenger is None and self._start is None:
+            raise ValueError("nothing to acknowledge: retraining is not due")
         self._act("acknowledge", by, reason)
         self._drop_challenger()
         self.acknowledgements += 1
