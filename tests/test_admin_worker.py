@@ -1,6 +1,6 @@
 """The admin routes on the real worker (a ``streamrec worker`` subprocess on the embedded broker):
 their own loopback listener, 404 on the public port, 401 without the token, the token in no log
-line and not in ``/metrics``, and an acknowledged action that survives SIGKILL and a restart.
+line and not in ``/metrics``, and an answered action that survives SIGKILL and a restart.
 """
 
 from __future__ import annotations
@@ -90,8 +90,11 @@ def test_admin_listener_loopback_token_and_secrecy(broker, unique, tmp_path, mon
     assert code == 200 and status["retraining_due"] is False, status
     code, out = call(f"{admin}/admin/promote", "POST")
     assert code == 409 and out["field"] == "challenger", out
-    code, status = call(f"{admin}/admin/acknowledge", "POST", body={"reason": "test", "by": "ci"})
-    assert code == 200 and status["actions"][-1]["action"] == "acknowledge", status
+    code, out = call(f"{admin}/admin/acknowledge", "POST", body={"reason": "test", "by": "ci"})
+    assert code == 409 and out["field"] == "state" and "not due" in out["error"], out  # nothing is due
+    code, status = call(f"{admin}/admin/retrain", "POST", body={"reason": "test", "by": "ci"})
+    assert code == 200 and status["actions"][-1]["action"] == "retrain", status
+    assert status["challenger"]["active"] and status["state"] == "challenging", status
     addr = outside_address()
     if addr is not None:  # the admin port is not reachable from outside the host; the public one is
         with pytest.raises(OSError):
@@ -102,11 +105,11 @@ def test_admin_listener_loopback_token_and_secrecy(broker, unique, tmp_path, mon
     rc, _ = w.terminate()
     assert rc == 0
     log = w.log.read_text()
-    assert "admin action" in log and "action=acknowledge" in log and "by=ci" in log
+    assert "admin action" in log and "action=retrain" in log and "by=ci" in log
     assert TOKEN not in log and TOKEN[:12] not in log
 
 
-def test_an_acknowledged_action_survives_sigkill_and_restart(broker, unique, tmp_path, monkeypatch) -> None:
+def test_an_answered_action_survives_sigkill_and_restart(broker, unique, tmp_path, monkeypatch) -> None:
     """The action is answered after a checkpoint: a SIGKILL right after the answer loses nothing."""
     monkeypatch.setenv("STREAMREC_ADMIN_TOKEN", TOKEN)
     cfg = {"bootstrap_servers": broker.bootstrap}
@@ -119,14 +122,22 @@ def test_an_acknowledged_action_survives_sigkill_and_restart(broker, unique, tmp
     w = WorkerProc(broker.bootstrap, topic, group, state, tmp_path / "w1.log", *extra)
     admin = f"http://127.0.0.1:{admin_port}"
     wait(lambda: w.gauge("streamrec_events_processed_total") == 3000, 120, "3000 events", w)
-    code, status = call(f"{admin}/admin/acknowledge", "POST", body={"reason": "new normal", "by": "dana"})
-    assert code == 200, status
+    code, status = call(f"{admin}/admin/retrain", "POST", body={"reason": "try one", "by": "dana"})
+    assert code == 200 and status["challenger"]["active"], status
     w.kill()  # at once: no clean-stop checkpoint
     w2 = WorkerProc(broker.bootstrap, topic, group, state, tmp_path / "w2.log", *extra)
     wait(lambda: w2.gauge("streamrec_state_events_applied") == 3000, 120, "the restored state", w2)
-    code, status = wait(lambda: (r := call(f"{admin}/admin/status"))[0] == 200 and r, 60, "status", w2)
+    def answered() -> tuple[int, dict[str, Any]] | None:
+        try:
+            r = call(f"{admin}/admin/status")
+        except OSError:  # the admin listener opens just after the public one
+            return None
+        return r if r[0] == 200 else None
+
+    code, status = wait(answered, 60, "status", w2)
     assert w2.gauge("streamrec_events_processed_total") == 0  # nothing applied twice
     mine = [a for a in status["actions"] if a.get("by") == "dana"]
-    assert mine and mine[-1]["action"] == "acknowledge" and mine[-1]["reason"] == "new normal", status
+    assert mine and mine[-1]["action"] == "retrain" and mine[-1]["reason"] == "try one", status
+    assert status["challenger"]["active"], status  # the challenger it started, restored with it
     assert w2.terminate()[0] == 0
     assert "admin server listening" in Path(w2.log).read_text()
