@@ -304,3 +304,18 @@ def test_cli_unreachable_worker_exits_2(capsys) -> None:
 
     rc = cli.main(["admin", "--url", f"http://127.0.0.1:{free_port()}", "--token", TOKEN, "--timeout", "3", "status"])
     assert rc == 2 and "cannot reach" in capsys.readouterr().err
+
+
+def test_worker_refuses_a_short_token_and_help_never_shows_one(monkeypatch, capsys) -> None:
+    from stream.cli import build_parser
+
+    monkeypatch.setenv("STREAMREC_ADMIN_TOKEN", TOKEN)
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in ("worker", "admin"):
+        text = sub.choices[name].format_help()  # type: ignore[union-attr]
+        assert "STREAMREC_ADMIN_TOKEN" in text and TOKEN not in text
+    assert parser.parse_args(["worker"]).admin_token == TOKEN  # the environment turns admin on
+    with pytest.raises(SystemExit) as e:
+        cli.main(["worker", "--bootstrap-servers", "127.0.0.1:1", "--admin-token", "tooshort-123"])
+    assert "at least 16 characters" in str(e.value) and "tooshort" not in str(e.value)
