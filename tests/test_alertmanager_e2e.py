@@ -38,7 +38,6 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ from tests.test_prometheus_e2e import (
     wait_until,
     write_test_config,
 )
+from tests.test_reliability import metric
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.broker, pytest.mark.slow]
 
@@ -157,22 +157,6 @@ def write_alertmanager_config(src: Path, dst: Path, hook_port: int) -> set[str]:
     fast(cfg["route"])
     dst.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return names
-
-
-def metric(text: str, name: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    ps = Procs(tmp_path)
-    try:
-        yield ps
-    finally:
-        ps.stop()
 
 
 def test_retraining_due_reaches_the_receiver_and_resolves_each_way(tmp_path: Path, procs: Procs) -> None:

@@ -19,7 +19,6 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,15 +144,6 @@ class Procs:
                     p.wait(timeout=5)
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    ps = Procs(tmp_path)
-    try:
-        yield ps
-    finally:
-        ps.stop()
-
-
 def streamrec(*args: str) -> list[str]:
     return [sys.executable, "-m", "stream.cli", *args]
 
@@ -265,7 +255,7 @@ def test_retraining_alert_fires_and_every_dashboard_query_has_data(tmp_path: Pat
             dash = json.loads(DASHBOARD.read_text())
             values = resolve_variables(dash, api)
             empty = []
-            for where, expr in dashboard_queries(dash):
+            for where, expr in dashboard_queries(dash, EVENT_ANNOTATIONS):
                 result = query(api, substitute(expr, values))
                 finite = [s for s in result if math.isfinite(float(s["value"][1]))]
                 if not finite:
