@@ -22,7 +22,8 @@ so an acknowledged action survives a crash.
 Bodies (``POST``, optional): a JSON object with ``reason`` (retrain, acknowledge) and ``by`` (who
 acts, default ``operator``); unknown fields are refused. Answers are the lifecycle's status JSON;
 errors are ``{"error": ..., "field": ...}`` (400 bad body, 401 token, 404 unknown route, 405 wrong
-method, 409 nothing to promote, 503 the worker did not answer in time).
+method, 409 nothing to promote or acknowledge, 503 the worker did not answer in time). Every answer
+is counted in ``streamrec_admin_requests_total{action,code}``.
 """
 
 from __future__ import annotations
@@ -182,7 +183,16 @@ class AdminHandler:
         self.operator = operator
         self.calls = calls
         self.timeout_s = timeout_s
-        self.refused = 0  # requests without a valid token
+        self.answered: dict[tuple[str, int], int] = {}  # (action, status code) -> requests
+        self._count_lock = threading.Lock()
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response:
+        route = ROUTES.get(path.split("?", 1)[0])
+        out = self._handle(route, method, headers, body)
+        key = (route[1] if route is not None else "unknown", out[0])
+        with self._count_lock:
+            self.answered[key] = self.answered.get(key, 0) + 1
+        return out
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
         scheme, _, presented = headers.get("Authorization", "").partition(" ")
@@ -193,12 +203,11 @@ class AdminHandler:
         ok = hmac.compare_digest(given, self._token)  # constant time in the token's content
         return ok and scheme.lower() == "bearer"
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response:
+    def _handle(self, route: tuple[str, str, frozenset[str]] | None, method: str, headers: Mapping[str, str],
+                body: bytes) -> Response:
         if not self.authorized(headers):
-            self.refused += 1
             code, h, b = error(401, "missing or wrong bearer token", field="Authorization")
             return code, {**h, "WWW-Authenticate": 'Bearer realm="streamrec-admin"'}, b
-        route = ROUTES.get(path.split("?", 1)[0])
         if route is None:
             return error(404, "not found", field="path", routes=sorted(ROUTES))
         want, action, fields = route
@@ -238,6 +247,28 @@ class AdminHandler:
                       state=status.get("state"), retraining_due=status.get("retraining_due"),
                       ms=round((time.monotonic() - t0) * 1e3, 1))
         return json_response(200, status)
+
+
+    def collector(self) -> Any:
+        """``streamrec_admin_requests_total{action,code}``: the admin routes' answers (401s included),
+        read at scrape time."""
+        return _AdminCollector(self)
+
+
+class _AdminCollector:
+    def __init__(self, handler: AdminHandler) -> None:
+        self.handler = handler
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        c = CounterMetricFamily("streamrec_admin_requests", "Admin route answers by action and status code "
+                                "(401: no or a wrong token).", labels=["action", "code"])
+        with self.handler._count_lock:
+            items = sorted(self.handler.answered.items())
+        for (action, code), n in items:
+            c.add_metric([action, str(code)], n)
+        yield c
 
 
 class _Bad(Exception):

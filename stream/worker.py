@@ -246,6 +246,7 @@ class Worker:
         self.admin_calls = MainLoopCalls()  # the admin routes' actions, run between polls
         if settings.admin_token is not None:
             self.admin = AdminHandler(settings.admin_token, self.operator, self.admin_calls)
+            self.metrics.registry.register(self.admin.collector())  # streamrec_admin_requests_total
         self._gate_held = False
         self._gc = GcFreezer()  # full GC passes off the long-lived state (HTTP tail latency)
 

@@ -319,3 +319,22 @@ def test_worker_refuses_a_short_token_and_help_never_shows_one(monkeypatch, caps
     with pytest.raises(SystemExit) as e:
         cli.main(["worker", "--bootstrap-servers", "127.0.0.1:1", "--admin-token", "tooshort-123"])
     assert "at least 16 characters" in str(e.value) and "tooshort" not in str(e.value)
+
+
+def test_answers_are_counted_by_action_and_code(admin) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    srv, _, _, handler = admin
+    reg = CollectorRegistry()
+    reg.register(handler.collector())
+    req(srv, "GET", "/admin/status", token=None)
+    req(srv, "GET", "/admin/status", token="wrong-token-0123456789")
+    req(srv, "GET", "/admin/status")
+    req(srv, "POST", "/admin/promote", b"{}")
+    req(srv, "GET", "/admin/../../etc", token=None)
+    text = generate_latest(reg).decode()
+    assert 'streamrec_admin_requests_total{action="status",code="401"} 2.0' in text
+    assert 'streamrec_admin_requests_total{action="status",code="200"} 1.0' in text
+    assert 'streamrec_admin_requests_total{action="promote",code="409"} 1.0' in text
+    assert 'streamrec_admin_requests_total{action="unknown",code="401"} 1.0' in text
+    assert TOKEN not in text and "etc" not in text

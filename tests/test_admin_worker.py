@@ -102,6 +102,8 @@ def test_admin_listener_loopback_token_and_secrecy(broker, unique, tmp_path, mon
         socket.create_connection((addr, w.port), timeout=3).close()
     metrics = w.metrics()
     assert "streamrec_events_processed_total" in metrics and TOKEN not in metrics
+    assert 'streamrec_admin_requests_total{action="status",code="401"} 2.0' in metrics
+    assert 'streamrec_admin_requests_total{action="acknowledge",code="409"} 1.0' in metrics
     rc, _ = w.terminate()
     assert rc == 0
     log = w.log.read_text()
