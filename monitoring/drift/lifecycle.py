@@ -50,6 +50,9 @@ ABSORBED = "drift absorbed: the live model kept up"
 ACKNOWLEDGED = "acknowledged"
 RETRAINED = "retrained"
 
+#: A batch challenger (item2vec) fits again after this many clicks in shadow, then at each doubling.
+REFIT_FIRST = 2_500
+
 
 class Lifecycle:
     """Owns ``retraining_due``'s life for one monitor and one click processor.
@@ -157,7 +160,7 @@ class Lifecycle:
         self._act("acknowledge", by, reason)
         self._drop_challenger()
         self.acknowledgements += 1
-        self._clear(ACKNOWLEDGED, since=self.monitor.drift_since, hits=True, by=by)
+        self._clear(ACKNOWLEDGED, since=self.monitor.drift_since, hits=True, by=by, quiet=True)
         return self.status()
 
     def status(self) -> dict[str, Any]:
@@ -228,6 +231,8 @@ class Lifecycle:
             self._start_challenger(reason, by)
         ch = self.challenger
         if ch is not None:
+            if ch.refit_at and ch.clicks >= ch.refit_at and not ch.won:
+                self._refit(ch)
             if ch.won and not ch.waiting:
                 if self.promote_mode == "auto":
                     self._promote("auto")
@@ -256,10 +261,19 @@ class Lifecycle:
         if model.trains_in_background:
             model.retrain_from(window)
         ch = Challenger(model, k=p.k, share=self.share, alpha=self.alpha, since=m.n - len(window), started=m.n)
+        if model.trains_in_background:
+            ch.refit_at = REFIT_FIRST
         self.challenger = ch
         p.shadow = ch
         log_event(log, "challenger started", logging.WARNING, event=m.n, since=ch.since, clicks=learned,
                   seconds=round(time.perf_counter() - t0, 3), by=by, reason=reason)
+
+    def _refit(self, ch: Challenger) -> None:
+        """A batch challenger fits again on the recent clicks (more of them from after the drift
+        each time): at 2,500, 5,000, 10,000, ... clicks in shadow."""
+        ch.refit_at *= 2
+        ch.model.retrain_from(list(self.monitor.recent or ()))
+        ch.refits += 1
 
     def _promote(self, by: str) -> None:
         ch = self.challenger
@@ -273,7 +287,8 @@ class Lifecycle:
                   "e_value": round(ch.test.e_value, 3), "reason": m.due_reason or "requested"}
         self.promotions.append(record)
         log_event(log, "challenger promoted", logging.WARNING, **record)
-        self._clear(PROMOTED, since=ch.since, hits=False, by=by)
+        drift = m.drift_since if m.drift_since is not None else ch.since
+        self._clear(PROMOTED, since=max(ch.since, drift), hits=False, by=by)
 
     def _retrain(self) -> None:
         p, m = self.processor, self.monitor
@@ -302,9 +317,9 @@ class Lifecycle:
                 self.processor.shadow = None
         self._arm()
 
-    def _clear(self, reason: str, since: int | None, hits: bool, by: str) -> None:
+    def _clear(self, reason: str, since: int | None, hits: bool, by: str, quiet: bool = False) -> None:
         was_due = self.monitor.retraining_due
-        self.monitor.rebaseline(since, hits=hits)
+        self.monitor.rebaseline(since, hits=hits, quiet=quiet)
         if was_due:
             self._record_clear(reason, by)
 
