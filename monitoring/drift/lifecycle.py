@@ -10,11 +10,12 @@ knows nothing of it) and acts by ``on_drift``::
                          +--acknowledge (any state) --> watching
 
 ``retraining_due`` clears in three ways, each logged (and kept in :attr:`Lifecycle.actions`) with
-its reason: ``"promoted"`` (the challenger's training window becomes the new reference),
-``"drift absorbed: the live model kept up"`` (the challenger spent its budget without winning; the
-reference is re-baselined from recent clicks) and ``"acknowledged"`` (an operator: the new
-normal). The ``retrain`` policy clears it with ``"retrained"``. A new reference is frozen at once
-from clicks already seen (:meth:`monitoring.drift.monitor.DriftMonitor.rebaseline`): no blind spot.
+its reason: ``"promoted"`` (the challenger's training window since the drift began becomes the
+new reference), ``"drift absorbed: the live model kept up"`` (the challenger spent its budget
+without winning; the reference is re-baselined from the recent clicks) and ``"acknowledged"`` (an
+operator: the new normal). The ``retrain`` policy clears it with ``"retrained"``. The new
+reference comes from clicks the monitor has already binned, and the current one checks until it
+is usable (:meth:`monitoring.drift.monitor.DriftMonitor.rebaseline`): no blind spot.
 
 Every method is called from the thread that runs the click processor (the worker's main loop).
 
