@@ -219,6 +219,7 @@ class DriftMonitor:
         self._start_capture_at = warmup
         self._vocab_before = 0
         self._interim_at = 0  # clicks of the growing reference at which it takes over (0: when full)
+        self._growing_since = 0
         self._quiet = False  # due is not raised until then (the operator said: the new normal)
 
     # -- wiring --------------------------------------------------------------------------------
@@ -417,6 +418,7 @@ class DriftMonitor:
                      else Reference(self.reference_events, vocab))
         self._ref_started = self.n
         self._interim_at = max(min_events, self._ref.n + 1)
+        self._growing_since = self.n - self._ref.n  # its first click
         self._quiet = quiet
         return self._frozen.events if self._frozen is not None else 0
 
@@ -492,6 +494,8 @@ class DriftMonitor:
                     else:
                         since = self._streak_since[s]
                         self.reasons[s] = self._why(s, ref, live, score, cal.threshold)
+                    if self._interim_at and self._growing_since < since:
+                        since = self._growing_since  # the same drift, still without a usable reference
                     if self.drift_since is None or since < self.drift_since:
                         self.drift_since = max(since, 0)
                     self.alarms.append({"event": n, "timestamp": self.last_ts, "signal": s,
