@@ -70,8 +70,9 @@ def test_bets_are_predictable_and_bounded():
     assert e.bet() <= before
 
 
-def _processor(on_drift: str = "challenger", model: str = "sr", **life) -> tuple[ClickProcessor, Lifecycle]:
-    m = DriftMonitor(**SMALL)
+def _processor(on_drift: str = "challenger", model: str = "sr", monitor: dict | None = None,
+               **life) -> tuple[ClickProcessor, Lifecycle]:
+    m = DriftMonitor(**{**SMALL, **(monitor or {})})
     p = ClickProcessor(make_model(model), monitor=m)
     m.attach(p)
     return p, Lifecycle(m, p, on_drift=on_drift, **life)
@@ -235,3 +236,30 @@ def test_lifecycle_metrics_names():
                  "streamrec_challenger_hit_rate_gain 0.0", "streamrec_model_promotions_total 0.0",
                  "streamrec_drift_acknowledgements_total 0.0"):
         assert name in text
+
+
+def test_acknowledged_right_after_the_drift_the_old_reference_checks_until_the_new_one_is_usable():
+    """Too few clicks since the drift for a reference: the current one goes on checking (quietly:
+    the operator said this is the new normal) while the new one grows from the clicks since the
+    drift; it takes over at a fifth of --reference-events and raises nothing on the same drift."""
+    size = 10_000
+    p, life = _processor(on_drift="alert", monitor={"reference_events": size, "buffer_events": size})
+    events = list(SyntheticStream(events=40_000, seed=1, scenario="new-catalog", drift_at=15_000))
+    it = iter(events)
+    m = p.monitor
+    while not m.retraining_due:
+        p.process(next(it))
+    since, at = m.drift_since, m.n
+    assert at - since < size // 5  # too few for a reference
+    old = m._frozen
+    life.acknowledge(by="erin")
+    assert m._frozen is old and m._ref is not None and m._ref.n == at - since  # seeded from the ring
+    for _ in range(size // 5 - (at - since) - 1):
+        p.process(next(it))
+    assert m._frozen is old and [c for c in m.checks if c[0] > at]  # it kept checking meanwhile
+    p.process(next(it))
+    assert m._frozen is not old and m._frozen.events == size // 5  # took over
+    for e in it:
+        p.process(e)
+    assert m.due_events == [m.due_events[0]] and not m.retraining_due
+    assert m._frozen.events == size  # and grew to full size

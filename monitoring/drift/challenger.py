@@ -146,6 +146,8 @@ class Challenger:
         self.champion_rr = 0.0
         self.clicks = 0  # clicks learned in shadow
         self.waiting = False  # won, manual promotion: waits for an operator
+        self.refit_at = 0  # batch models: clicks in shadow at which it fits again (0: never)
+        self.refits = 0
 
     # -- the per-click path -------------------------------------------------------------------
 

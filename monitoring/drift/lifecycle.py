@@ -10,11 +10,12 @@ knows nothing of it) and acts by ``on_drift``::
                          +--acknowledge (any state) --> watching
 
 ``retraining_due`` clears in three ways, each logged (and kept in :attr:`Lifecycle.actions`) with
-its reason: ``"promoted"`` (the challenger's training window becomes the new reference),
-``"drift absorbed: the live model kept up"`` (the challenger spent its budget without winning; the
-reference is re-baselined from recent clicks) and ``"acknowledged"`` (an operator: the new
-normal). The ``retrain`` policy clears it with ``"retrained"``. A new reference is frozen at once
-from clicks already seen (:meth:`monitoring.drift.monitor.DriftMonitor.rebaseline`): no blind spot.
+its reason: ``"promoted"`` (the challenger's training window since the drift began becomes the
+new reference), ``"drift absorbed: the live model kept up"`` (the challenger spent its budget
+without winning; the reference is re-baselined from the recent clicks) and ``"acknowledged"`` (an
+operator: the new normal). The ``retrain`` policy clears it with ``"retrained"``. The new
+reference comes from clicks the monitor has already binned, and the current one checks until it
+is usable (:meth:`monitoring.drift.monitor.DriftMonitor.rebaseline`): no blind spot.
 
 Every method is called from the thread that runs the click processor (the worker's main loop).
 
@@ -49,6 +50,9 @@ PROMOTED = "promoted"
 ABSORBED = "drift absorbed: the live model kept up"
 ACKNOWLEDGED = "acknowledged"
 RETRAINED = "retrained"
+
+#: A batch challenger (item2vec) fits again after this many clicks in shadow, then at each doubling.
+REFIT_FIRST = 2_500
 
 
 class Lifecycle:
@@ -157,7 +161,7 @@ class Lifecycle:
         self._act("acknowledge", by, reason)
         self._drop_challenger()
         self.acknowledgements += 1
-        self._clear(ACKNOWLEDGED, since=self.monitor.drift_since, hits=True, by=by)
+        self._clear(ACKNOWLEDGED, since=self.monitor.drift_since, hits=True, by=by, quiet=True)
         return self.status()
 
     def status(self) -> dict[str, Any]:
@@ -228,6 +232,8 @@ class Lifecycle:
             self._start_challenger(reason, by)
         ch = self.challenger
         if ch is not None:
+            if ch.refit_at and ch.clicks >= ch.refit_at and not ch.won:
+                self._refit(ch)
             if ch.won and not ch.waiting:
                 if self.promote_mode == "auto":
                     self._promote("auto")
@@ -256,10 +262,19 @@ class Lifecycle:
         if model.trains_in_background:
             model.retrain_from(window)
         ch = Challenger(model, k=p.k, share=self.share, alpha=self.alpha, since=m.n - len(window), started=m.n)
+        if model.trains_in_background:
+            ch.refit_at = REFIT_FIRST
         self.challenger = ch
         p.shadow = ch
         log_event(log, "challenger started", logging.WARNING, event=m.n, since=ch.since, clicks=learned,
                   seconds=round(time.perf_counter() - t0, 3), by=by, reason=reason)
+
+    def _refit(self, ch: Challenger) -> None:
+        """A batch challenger fits again on the recent clicks (more of them from after the drift
+        each time): at 2,500, 5,000, 10,000, ... clicks in shadow."""
+        ch.refit_at *= 2
+        ch.model.retrain_from(list(self.monitor.recent or ()))
+        ch.refits += 1
 
     def _promote(self, by: str) -> None:
         ch = self.challenger
@@ -273,7 +288,8 @@ class Lifecycle:
                   "e_value": round(ch.test.e_value, 3), "reason": m.due_reason or "requested"}
         self.promotions.append(record)
         log_event(log, "challenger promoted", logging.WARNING, **record)
-        self._clear(PROMOTED, since=ch.since, hits=False, by=by)
+        drift = m.drift_since if m.drift_since is not None else ch.since
+        self._clear(PROMOTED, since=max(ch.since, drift), hits=False, by=by)
 
     def _retrain(self) -> None:
         p, m = self.processor, self.monitor
@@ -302,9 +318,9 @@ class Lifecycle:
                 self.processor.shadow = None
         self._arm()
 
-    def _clear(self, reason: str, since: int | None, hits: bool, by: str) -> None:
+    def _clear(self, reason: str, since: int | None, hits: bool, by: str, quiet: bool = False) -> None:
         was_due = self.monitor.retraining_due
-        self.monitor.rebaseline(since, hits=hits)
+        self.monitor.rebaseline(since, hits=hits, quiet=quiet)
         if was_due:
             self._record_clear(reason, by)
 

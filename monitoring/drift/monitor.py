@@ -218,6 +218,9 @@ class DriftMonitor:
         self._next_check = 0
         self._start_capture_at = warmup
         self._vocab_before = 0
+        self._interim_at = 0  # clicks of the growing reference at which it takes over (0: when full)
+        self._growing_since = 0
+        self._quiet = False  # due is not raised until then (the operator said: the new normal)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -283,10 +286,13 @@ class DriftMonitor:
             if hit >= 0:
                 self._perf[hit] += 1
             ref = self._ref
-            if ref is not None:  # a full reference captured while an interim one checks
+            if ref is not None:  # a new reference captured while the current one checks
                 ref.capture(item, pos, g, cid, hit)
                 if ref.n >= ref.size:
                     self._freeze()
+                    return
+                if ref.n == self._interim_at:  # enough to check against: it takes over, and grows
+                    self._freeze(keep=True)
                     return
             if n >= self._next_check:
                 self._check()
@@ -306,13 +312,23 @@ class DriftMonitor:
 
     # -- reference and calibration ------------------------------------------------------------
 
-    def _freeze(self) -> None:
+    def _freeze(self, keep: bool = False) -> None:
+        """Check against the reference captured so far from now on (``keep``: it goes on
+        growing towards ``reference_events``, to replace this one when full)."""
         ref = self._ref
         assert ref is not None
         block = self.check_every // self.subblocks
         frozen = ref.freeze(block, self.top_items, self.top_categories)
         self._frozen = frozen
-        self._ref = None
+        self._ref = ref if keep else None
+        self._interim_at = 0
+        self._quiet = False
+        if self._live:  # a new reference: what the old one detected is no longer news
+            for s in self.signals:
+                self._streak[s] = 0
+                self._evidence[s] = 0.0
+                self._lstreak[s] = 0
+                self.detected[s] = False
         self.calibration = {}
         self.long_threshold = {}
         self._ring = {}
@@ -361,17 +377,19 @@ class DriftMonitor:
         self._cat = [0] * (self._cat_other + 1)
         self._perf = [0, 0]
 
-    def rebaseline(self, since: int | None = None, hits: bool = True, min_events: int | None = None) -> int:
-        """Clear ``retraining_due`` and check against a new reference from now on, with no gap.
+    def rebaseline(self, since: int | None = None, hits: bool = True, quiet: bool = False,
+                   min_events: int | None = None) -> int:
+        """Clear ``retraining_due`` and check against a new reference of the clicks from click
+        ``since`` on (default: the last ``reference_events``), with no blind spot.
 
-        The new reference is frozen at once from the binned ring: the clicks from click
-        ``since`` on (default: the last ``reference_events``), and at least ``min_events``
-        (default: a fifth of ``reference_events``, at least 4 check windows: fewer make noisy
-        thresholds) of the most recent ones, as far as the ring holds them. ``hits=False`` leaves the ``performance`` signal out
-        of it (the hits were another model's). When it is shorter than ``reference_events`` or
-        has no hits, a full reference is captured live meanwhile and replaces it when full.
-        Before the warm-up's first reference there is nothing to rebaseline: due is cleared only.
-        Returns the clicks in the new reference (0: none yet).
+        If the binned ring holds at least ``min_events`` of those clicks (default: a fifth of
+        ``reference_events``, at least 4 check windows: fewer make noisy thresholds) they are
+        frozen at once. Otherwise the current reference keeps checking while the new one grows
+        from them live, and takes over at ``min_events`` (``quiet``: without raising retraining due
+        again meanwhile; detections are still counted and exported). A new reference shorter than
+        ``reference_events`` goes on growing and replaces itself when full. ``hits=False`` leaves
+        the ``performance`` signal out of the clicks already seen (their hits were another
+        model's). Returns the clicks in the reference checking now.
         """
         self.retraining_due = False
         self.drift_since = None
@@ -386,22 +404,29 @@ class DriftMonitor:
         if min_events is None:
             min_events = max(4 * self.check_every, self.reference_events // 5)
         want = self.reference_events if since is None else self.n - since
-        want = min(max(want, min_events), self.binned.filled)
-        if want < 4 * self.check_every:
-            return 0
-        interim = self.binned.last(want, self._vocab_before, hits)
-        self._ref = interim
-        self._freeze()
-        if want < self.reference_events or not hits:
-            self._ref = Reference(self.reference_events, self._vocab_before)
-            self._ref_started = self.n
-        return want
+        want = max(0, min(want, self.binned.filled, self.reference_events))
+        vocab = self._vocab_before
+        if want >= min_events:
+            self._ref = self.binned.last(want, vocab, hits)
+            self._freeze()
+            if want < self.reference_events or not hits:  # a full one grows live meanwhile
+                self._ref = (self.binned.last(want, vocab, hits, size=self.reference_events) if hits
+                             else Reference(self.reference_events, vocab))
+                self._ref_started = self.n
+            return want
+        self._ref = (self.binned.last(want, vocab, hits, size=self.reference_events) if hits and want
+                     else Reference(self.reference_events, vocab))
+        self._ref_started = self.n
+        self._interim_at = max(min_events, self._ref.n + 1)
+        self._growing_since = self.n - self._ref.n  # its first click
+        self._quiet = quiet
+        return self._frozen.events if self._frozen is not None else 0
 
     def retrained(self) -> None:
         """Count a retrain (the lifecycle swapped in a rebuilt model) and rebaseline from the
         clicks since the drift began (the part of its training window that is the present)."""
         self.retrains += 1
-        self.rebaseline(self.drift_since, hits=False)
+        self.rebaseline(self.drift_since, hits=False, quiet=True)
 
     def subscribe(self, callback: Callable[[DriftMonitor], None]) -> None:
         """Have ``callback(monitor)`` called when retraining becomes due."""
@@ -469,6 +494,8 @@ class DriftMonitor:
                     else:
                         since = self._streak_since[s]
                         self.reasons[s] = self._why(s, ref, live, score, cal.threshold)
+                    if self._interim_at and self._growing_since < since:
+                        since = self._growing_since  # the same drift, still without a usable reference
                     if self.drift_since is None or since < self.drift_since:
                         self.drift_since = max(since, 0)
                     self.alarms.append({"event": n, "timestamp": self.last_ts, "signal": s,
@@ -485,7 +512,7 @@ class DriftMonitor:
         self.checks.append((n, tuple(self.score[s] for s in self.signals),
                             tuple(self.threshold[s] for s in self.signals), hr))
         self._reset_window()
-        if fired and not self.retraining_due:
+        if fired and not self.retraining_due and not self._quiet:
             self.retraining_due = True
             self.due_events.append(n)
             self.due_timestamps.append(self.last_ts)

@@ -178,10 +178,11 @@ class Ring:
         if self.filled < self.size:
             self.filled += 1
 
-    def last(self, n: int, vocab_before: int = 0, hits: bool = True) -> Reference:
-        """A full :class:`Reference` of the last ``n`` clicks (at most :attr:`filled`), oldest first."""
+    def last(self, n: int, vocab_before: int = 0, hits: bool = True, size: int | None = None) -> Reference:
+        """A :class:`Reference` of the last ``n`` clicks (at most :attr:`filled`), oldest first,
+        with room for ``size`` (default: full at ``n``)."""
         n = min(n, self.filled)
-        ref = Reference(max(n, 1), vocab_before)
+        ref = Reference(max(n, size or 1, 1), vocab_before)
         idx = (np.arange(self.pos - n, self.pos) % self.size) if n else np.zeros(0, dtype=np.int64)
         ref.items[:n] = self.items[idx]
         ref.positions[:n] = self.positions[idx]
