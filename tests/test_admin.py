@@ -338,3 +338,6 @@ def test_answers_are_counted_by_action_and_code(admin) -> None:
     assert 'streamrec_admin_requests_total{action="promote",code="409"} 1.0' in text
     assert 'streamrec_admin_requests_total{action="unknown",code="401"} 1.0' in text
     assert TOKEN not in text and "etc" not in text
+    with pytest.raises(SystemExit) as e:
+        cli.main(["worker", "--bootstrap-servers", "127.0.0.1:1", "--metrics-port", "8123", "--admin-port", "8123"])
+    assert "--admin-port must differ" in str(e.value)

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "after the session's previous click (prequential HR@k / MRR@k), learn the click, "
                     "recommend the next top k, publish it (with --recommendations-topic), update "
                     "metrics. Offsets are committed only after a batch is processed. Malformed "
-                    "messages go to <topic>.dlq. HTTP: /metrics, /healthz, the request API (/recommendations, /items/<item_id>/similar, /openapi.json).")
+                    "messages go to <topic>.dlq. HTTP: /metrics, /healthz, the request API (/recommendations, /items/<item_id>/similar, /openapi.json); "
+                    "with an admin token, operator actions on a loopback listener of their own (streamrec admin).")
     kafka_io.add_kafka_args(p)
     config.add(p, "--topic", default="clicks", help="click topic")
     config.add(p, "--group", default="streamrec", help="consumer group id")
@@ -106,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
             check_token(settings.admin_token)
         except ValueError as exc:
             raise SystemExit(f"error: --admin-token: {exc}") from None
+        if settings.admin_port != 0 and settings.admin_port == settings.metrics_port:
+            raise SystemExit("error: --admin-port must differ from --metrics-port (the admin routes have a "
+                             "listener of their own)")
     worker = Worker(settings, processor, lifecycle=build_lifecycle(args, processor))
     from stream.commands.serve_args import build_serving
 
