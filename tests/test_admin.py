@@ -319,6 +319,9 @@ def test_worker_refuses_a_short_token_and_help_never_shows_one(monkeypatch, caps
     with pytest.raises(SystemExit) as e:
         cli.main(["worker", "--bootstrap-servers", "127.0.0.1:1", "--admin-token", "tooshort-123"])
     assert "at least 16 characters" in str(e.value) and "tooshort" not in str(e.value)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["worker", "--bootstrap-servers", "127.0.0.1:1", "--metrics-port", "8123", "--admin-port", "8123"])
+    assert "--admin-port must differ" in str(e.value)
 
 
 def test_answers_are_counted_by_action_and_code(admin) -> None:
@@ -338,6 +341,3 @@ def test_answers_are_counted_by_action_and_code(admin) -> None:
     assert 'streamrec_admin_requests_total{action="promote",code="409"} 1.0' in text
     assert 'streamrec_admin_requests_total{action="unknown",code="401"} 1.0' in text
     assert TOKEN not in text and "etc" not in text
-    with pytest.raises(SystemExit) as e:
-        cli.main(["worker", "--bootstrap-servers", "127.0.0.1:1", "--metrics-port", "8123", "--admin-port", "8123"])
-    assert "--admin-port must differ" in str(e.value)
