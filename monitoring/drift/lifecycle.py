@@ -258,9 +258,9 @@ class Lifecycle:
         since = m.drift_since if m.drift_since is not None and m.retraining_due else m.n - len(recent)
         window = recent if champion.trains_in_background else recent[max(0, len(recent) - (m.n - since)):]
         t0 = time.perf_counter()
-        learned = train_on(model, window, p.sessions.max_session_items)
-        if model.trains_in_background:
+        if model.trains_in_background:  # its fit on the whole window first: no warm-up fit on the oldest part
             model.retrain_from(window)
+        learned = train_on(model, window, p.sessions.max_session_items)  # its state besides the fit
         ch = Challenger(model, k=p.k, share=self.share, alpha=self.alpha, since=m.n - len(window), started=m.n)
         if model.trains_in_background:
             ch.refit_at = REFIT_FIRST
