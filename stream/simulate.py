@@ -190,6 +190,7 @@ def compare_policies(
             "promotion_details": list(tr.life.promotions),
             "clears": list(tr.life.clears),
             "due_events": list(tr.monitor.due_events),
+            "due_timestamps": list(tr.monitor.due_timestamps),
             "retrains": tr.monitor.retrains,
             "events_per_s": round(p.events / tr.seconds) if tr.seconds else None,
         }
