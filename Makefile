@@ -32,12 +32,15 @@ install-test: $(TSTAMP)
 demo: $(STAMP)
 	$(BIN)/streamrec demo
 
-# Prometheus, promtool and amtool come from Debian's packages; install them when missing and we can.
+# Prometheus, promtool, Alertmanager and amtool come from Debian's packages; install them when
+# missing and we can (the end-to-end tests run the real Prometheus and Alertmanager).
 prometheus:
-	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; then \
+	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 \
+		&& command -v prometheus-alertmanager >/dev/null 2>&1; then \
 		echo "prometheus: $$(prometheus --version 2>&1 | head -1)"; \
+		echo "alertmanager: $$(prometheus-alertmanager --version 2>&1 | head -1)"; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's prometheus and prometheus-alertmanager packages (prometheus, promtool, amtool)"; \
+		echo "installing Debian's prometheus and prometheus-alertmanager packages (prometheus, promtool, alertmanager, amtool)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null) \
 			|| echo "WARNING: could not install prometheus; its tests will be skipped"; \
 	else \

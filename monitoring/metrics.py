@@ -75,10 +75,13 @@ class Metrics:
             "streamrec_recommendations_published_total", "Recommendation lists published to Kafka.", registry=r)
         self.hit_rate = Gauge(
             "streamrec_prequential_hit_rate",
-            "Prequential HR@k over the sliding window of recent predictions.", ["model", "k"], registry=r)
+            "Prequential HR@k over the sliding window of recent predictions (role: the served champion, "
+            "or a challenger in shadow on the sessions it samples).", ["model", "k", "role"], registry=r)
         self.mrr = Gauge(
             "streamrec_prequential_mrr",
-            "Prequential MRR@k over the sliding window of recent predictions.", ["model", "k"], registry=r)
+            "Prequential MRR@k over the sliding window of recent predictions (role as for the hit rate).",
+            ["model", "k", "role"], registry=r)
+        self._challenger_shown = False
         self.predictions = Counter(
             "streamrec_prequential_predictions_total", "Predictions scored prequentially.", ["model"],
             registry=r)
@@ -137,8 +140,17 @@ class Metrics:
         seen["expired"], seen["evicted"] = st.expired, st.evicted
         self.items_overflow.inc(p.items.overflowed - seen["overflow"])
         seen["overflow"] = p.items.overflowed
-        self.hit_rate.labels(self.model, self.k).set(p.preq.window_hit_rate)
-        self.mrr.labels(self.model, self.k).set(p.preq.window_mrr)
+        self.hit_rate.labels(self.model, self.k, "champion").set(p.preq.window_hit_rate)
+        self.mrr.labels(self.model, self.k, "champion").set(p.preq.window_mrr)
+        shadow = p.shadow
+        if shadow is not None:
+            self.hit_rate.labels(self.model, self.k, "challenger").set(shadow.preq.window_hit_rate)
+            self.mrr.labels(self.model, self.k, "challenger").set(shadow.preq.window_mrr)
+            self._challenger_shown = True
+        elif self._challenger_shown:  # no challenger: no series (not a stale value)
+            self.hit_rate.remove(self.model, self.k, "challenger")
+            self.mrr.remove(self.model, self.k, "challenger")
+            self._challenger_shown = False
         self.active_sessions.set(len(st))
         self.items_known.set(len(p.items))
         self.state_events.set(p.events)

@@ -23,12 +23,12 @@ def env_name(flag: str) -> str:
 
 
 def add(parser: argparse.ArgumentParser | Any, flag: str, *, default: Any = None, type: Any = str,
-        help: str = "", **kw: Any) -> None:
-    """Add ``flag`` whose default comes from ``STREAMREC_<FLAG>`` when set, else ``default``.
+        help: str = "", env: str | None = None, **kw: Any) -> None:
+    """Add ``flag`` whose default comes from ``STREAMREC_<FLAG>`` (or ``env``) when set, else ``default``.
 
     The help text shows both, so ``--help`` tells the whole story.
     """
-    env = env_name(flag)
+    env = env or env_name(flag)
     raw = os.environ.get(env)
     value = default
     if raw is not None:

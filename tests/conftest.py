@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +45,15 @@ def broker() -> Iterator[EmbeddedBroker]:
 def unique() -> str:
     """A fresh suffix for topic and group names (Tansu keeps state for the broker's life)."""
     return f"{next(_counter)}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Any]:
+    """Subprocesses a test starts (tests/test_prometheus_e2e.py ``Procs``), stopped at its end."""
+    from tests.test_prometheus_e2e import Procs
+
+    ps = Procs(tmp_path)
+    try:
+        yield ps
+    finally:
+        ps.stop()

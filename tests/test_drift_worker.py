@@ -62,3 +62,44 @@ def test_new_catalog_sets_retraining_due_on_metrics(broker, unique) -> None:
     finally:
         worker.terminate()
         worker.wait(30)
+
+
+def test_the_worker_promotes_a_better_challenger_by_default(broker, unique) -> None:
+    """The default --on-drift challenger in a worker on the embedded broker: the stream's entry items
+    switch to new successors; a challenger built from the clicks since the switch wins its paired
+    test, is promoted, and retraining due clears; the lifecycle's metrics say so."""
+    from tests.test_lifecycle import _switch
+
+    cfg = {"bootstrap_servers": broker.bootstrap}
+    topic = f"challenger-{unique}"
+    kafka_io.ensure_topic(cfg, topic, 1)
+    port = free_port()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", broker.bootstrap,
+         "--topic", topic, "--group", f"g-{unique}", "--model", "sr", "--metrics-port", str(port),
+         "--reference-events", "5000", "--check-every", "500", "--persistence", "3", "--buffer-events", "5000",
+         "--drift-warmup", "500", "--challenger-share", "1.0", "--session-timeout-ms", "6000",
+         "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        events = _switch(n=20_000, at=12_000)
+        produce_events(cfg, topic, events, show_progress=False)
+        seen: dict[str, float] = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                pytest.fail(f"worker exited: {worker.stderr.read().decode()[-3000:]}")
+            seen = scrape(port)
+            if seen.get("streamrec_events_processed_total", 0) >= len(events):
+                break
+            time.sleep(0.5)
+        assert seen.get("streamrec_events_processed_total") == len(events)
+        assert seen["streamrec_model_promotions_total"] >= 1
+        assert seen["streamrec_drift_acknowledgements_total"] == 0
+        assert 'streamrec_prequential_hit_rate{k="20",model="sr",role="champion"}' in seen
+        if seen["streamrec_challenger_active"]:  # a later challenger: its own series beside the champion's
+            assert 'streamrec_prequential_hit_rate{k="20",model="sr",role="challenger"}' in seen
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert b"challenger promoted" in worker.stderr.read()

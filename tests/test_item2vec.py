@@ -204,6 +204,7 @@ def test_worker_retrains_item2vec_on_new_catalog_drift_and_recovers(broker, uniq
 
     import orjson
 
+    from monitoring.drift.lifecycle import Lifecycle
     from monitoring.drift.monitor import DriftMonitor
     from stream.evaluation.synthetic import SyntheticStream
     from stream.kafka.producer import produce_events
@@ -220,9 +221,10 @@ def test_worker_retrains_item2vec_on_new_catalog_drift_and_recovers(broker, uniq
     # the warm-up training runs in line, so the drift reference (clicks 4,000..9,000) is captured
     # with the model the stream will be served by; the drift policy's retrain runs in the background
     model = Item2Vec(warmup=3_000, epochs=10, vector_size=32, workers=1, background=False)
-    monitor = DriftMonitor(reference_events=5_000, warmup=4_000, on_drift="retrain", buffer_events=6_000)
+    monitor = DriftMonitor(reference_events=5_000, warmup=4_000, buffer_events=6_000)
     processor = ClickProcessor(model, k=20, monitor=monitor)
     monitor.attach(processor)
+    Lifecycle(monitor, processor, on_drift="retrain")
     worker = Worker(WorkerSettings(client=cfg, topic=topic, group=group, model_name="item2vec",
                                    recommendations_topic=recs_topic, max_events=n), processor)
     runner = th.Thread(target=worker.run, daemon=True)

@@ -35,6 +35,7 @@ REQUIRED_ALERTS = {
     "StreamrecInvalidEventsHigh": "streamrec_events_invalid_total",
     "StreamrecWorkerDown": "up",
     "StreamrecNoEventsProcessed": "streamrec_topic_end_offset",
+    "StreamrecChallengerWaiting": "streamrec_challenger_waiting",
 }
 #: What the issue asks the dashboard to show: a metric (or function) each must appear in some query.
 REQUIRED_PANEL_METRICS = [
@@ -188,6 +189,8 @@ def test_alertmanager_routes_receivers_and_inhibition() -> None:
     assert cfg["route"]["receiver"] in receivers
     assert "alertname" in cfg["route"]["group_by"]
     assert any(r.get("webhook_configs") for r in receivers.values()), "no webhook receiver"
+    retrain = receivers["retrain"]["webhook_configs"]
+    assert retrain and all(w["send_resolved"] for w in retrain), "the retraining receiver must hear the resolution"
     down = [i for i in cfg["inhibit_rules"]
             if i["source_matchers"] == ['alertname="StreamrecWorkerDown"']]
     assert down, "StreamrecWorkerDown does not inhibit the other alerts"
@@ -202,6 +205,7 @@ def test_amtool_check_config_and_routes() -> None:
     r = run_tool("amtool", "check-config", path)
     assert r.returncode == 0, r.stdout + r.stderr
     expect = {("StreamrecWorkerDown", "page"): "oncall", ("StreamrecRetrainingDue", "ticket"): "retrain",
+              ("StreamrecChallengerWaiting", "ticket"): "retrain",
               ("StreamrecDriftDetected", "info"): "null", ("StreamrecConsumerLagHigh", "ticket"): "tickets"}
     for (name, sev), receiver in expect.items():
         r = run_tool("amtool", "config", "routes", "test", f"--config.file={path}",
@@ -250,6 +254,23 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
     assert "histogram_quantile" in exprs
     assert "by (partition)" in exprs and "by (reason)" in exprs
     assert 'k="20"' in exprs
+
+
+def test_dashboard_shows_champion_vs_challenger_and_promotions() -> None:
+    d = dashboard()
+    by_role = [p for p in d["panels"] for t in p.get("targets", [])
+               if "streamrec_prequential_hit_rate" in t["expr"] and 'role=~"champion|challenger"' in t["expr"]
+               and "{{role}}" in t["legendFormat"]]
+    assert by_role, "no panel shows HR@20 of champion and challenger by role"
+    exprs = " ".join(e for _, e in dashboard_queries(d))
+    for metric in ("streamrec_challenger_hit_rate_gain", "streamrec_challenger_active",
+                   "streamrec_challenger_waiting", "streamrec_drift_acknowledgements_total"):
+        assert metric in exprs, f"no panel uses {metric}"
+    notes = {a["name"]: a for a in d["annotations"]["list"]}
+    promo = notes["Promotions"]
+    # Grafana makes an annotation of every point a query returns: only the moments of a change
+    assert re.search(r"changes\(streamrec_model_promotions_total\{.*\}\[\w+\]\) > 0", promo["expr"]), promo
+    assert promo["datasource"]["uid"] == "${datasource}" and promo["enable"]
 
 
 def test_dashboard_variables_are_all_defined() -> None:

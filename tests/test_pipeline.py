@@ -78,7 +78,7 @@ def test_producer_worker_recommendations_and_http(broker, unique) -> None:
             time.sleep(0.5)
         assert metric(text, "streamrec_events_processed_total") == n_valid
         assert invalid_total(text) == n_bad
-        assert 0.0 < metric(text, 'streamrec_prequential_hit_rate{k="20",model="sr"}') <= 1.0
+        assert 0.0 < metric(text, 'streamrec_prequential_hit_rate{k="20",model="sr",role="champion"}') <= 1.0
         assert metric(text, "streamrec_recommend_seconds_count") == n_valid
         assert metric(text, "streamrec_active_sessions") > 0
 

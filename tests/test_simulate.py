@@ -25,7 +25,8 @@ def test_simulate_json_contract_with_baselines_and_plot(tmp_path, capsys):
     assert out["events"] == 16_000 and 0 < out["hit_rate_at_20"] < 1
     assert 10_000 < out["retraining_due_at"] <= 13_000
     assert out["retraining_due_events"][0] == out["retraining_due_at"]
-    assert any(out["detections"].values()) and out["retrains"] == 1  # simulate retrains by default
+    assert any(out["detections"].values()) and out["retrains"] == 0  # a challenger by default, no blind retrain
+    assert out["on_drift"] == "challenger" and isinstance(out["promotions"], list)
     assert out["alarms"] and all(a["reason"].startswith(a["signal"]) for a in out["alarms"])
     assert set(out["baselines"]) == {"adwin", "evidently"}
     assert {"false_alarms", "delay", "detections"} <= set(out["baselines"]["adwin"])
@@ -53,3 +54,25 @@ def test_simulate_replays_a_dataset(tmp_path, capsys):
 def test_simulate_needs_exactly_one_source(capsys):
     assert main(["simulate", *SMALL]) == 2
     assert "choose one of" in capsys.readouterr().err
+
+
+def test_compare_policies_json_keys_and_plot(tmp_path, capsys):
+    """alert, retrain and challenger on the same stream in one run: the JSON keys of today stay, and
+    ``policies`` carries each one's figures."""
+    png = tmp_path / "policies.png"
+    rc = main(["simulate", "--scenario", "new-catalog", "--events", "20000", "--drift-at", "10000", "--seed", "1",
+               "--compare-policies", "--json", "--plot", str(png), *SMALL])
+    assert rc == 0
+    out = last_json(capsys)
+    for key in ("retraining_due_at", "retraining_due_events", "events", "hit_rate_at_20", "promotions"):
+        assert key in out
+    assert set(out["policies"]) == {"alert", "retrain", "challenger"}
+    for row in out["policies"].values():
+        assert {"hit_rate_at_20", "mrr_at_20", "post_drift_hit_rate_at_20", "promotions"} <= set(row)
+        assert 0 < row["post_drift_hit_rate_at_20"] < 1 and isinstance(row["promotions"], list)
+        assert row["first_10000"]["clicks"] == 10_000 and row["before_drift"]["clicks"] == 10_000
+    assert out["policies"]["alert"]["retrains"] == 0 and out["policies"]["retrain"]["retrains"] >= 1
+    # the same clicks: the three monitors agree until the first detection
+    dues = {name: row["due_events"][0] for name, row in out["policies"].items()}
+    assert len(set(dues.values())) == 1, dues
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -3,9 +3,13 @@
 >>> import argparse
 >>> parser = argparse.ArgumentParser()
 >>> add_arguments(parser)
->>> m = from_args(parser.parse_args(["--on-drift", "retrain", "--persistence", "2"]))
->>> m.policy.name, m.persistence, m.reference_events
-('retrain', 2, 50000)
+>>> args = parser.parse_args(["--on-drift", "retrain", "--persistence", "2"])
+>>> m = from_args(args)
+>>> m.persistence, m.reference_events
+(2, 50000)
+>>> life = lifecycle_from_args(args, m)
+>>> life.on_drift, life.promote_mode, life.budget
+('retrain', 'auto', 100000)
 """
 
 from __future__ import annotations
@@ -13,15 +17,31 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from monitoring.drift.lifecycle import Lifecycle
 from monitoring.drift.monitor import DriftMonitor
-from monitoring.drift.policy import POLICIES
+from monitoring.drift.policy import POLICIES, PROMOTE
 from stream.config import add
 
+#: The default of ``--on-drift`` everywhere (worker, simulate, docker-compose, demo).
+ON_DRIFT = "challenger"
 
-def add_arguments(parser: argparse.ArgumentParser | Any, on_drift: str = "alert") -> None:
-    """``--on-drift`` and the monitor's main knobs (each with a ``STREAMREC_*`` env fallback)."""
+
+def add_arguments(parser: argparse.ArgumentParser | Any, on_drift: str = ON_DRIFT) -> None:
+    """``--on-drift``, the challenger's and the monitor's main knobs (each with a ``STREAMREC_*`` env fallback)."""
     add(parser, "--on-drift", default=on_drift, choices=list(POLICIES),
-        help="when retraining is due: alert (raise and keep) or retrain (rebuild from recent clicks, swap)")
+        help="when retraining is due: alert (raise and keep until an operator acts), retrain (rebuild "
+             "from recent clicks, swap at once) or challenger (rebuild from the clicks since the drift "
+             "began, run it in shadow, promote it only when a paired test on the live stream says it "
+             "recommends better)")
+    add(parser, "--promote", default="auto", choices=list(PROMOTE),
+        help="a challenger that wins: swapped in at once (auto) or waits for an operator (manual)")
+    add(parser, "--challenger-budget", default=100_000, type=int,
+        help="clicks a challenger may run without winning before it is dropped "
+             "(\"drift absorbed: the live model kept up\")")
+    add(parser, "--promotion-alpha", default=0.05, type=float,
+        help="false-promotion rate of the challenger's sequential test (any stopping time)")
+    add(parser, "--challenger-share", default=0.25, type=float,
+        help="share of sessions (hash-sampled) the challenger is queried and paired on; it learns all")
     add(parser, "--reference-events", default=50_000, type=int,
         help="clicks captured as the drift reference after (re)training")
     add(parser, "--check-every", default=250, type=int, help="clicks per drift check window")
@@ -42,8 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser | Any, on_drift: str = "alert"
 
 def from_args(args: argparse.Namespace, **overrides: Any) -> DriftMonitor:
     """A :class:`DriftMonitor` configured by the flags of :func:`add_arguments`."""
+    return DriftMonitor(**monitor_params(args, **overrides))
+
+
+def monitor_params(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
+    """The :class:`DriftMonitor` keyword arguments of the flags of :func:`add_arguments`."""
     params: dict[str, Any] = {
-        "on_drift": args.on_drift,
         "reference_events": args.reference_events,
         "check_every": args.check_every,
         "alpha": args.drift_alpha,
@@ -55,4 +79,18 @@ def from_args(args: argparse.Namespace, **overrides: Any) -> DriftMonitor:
         "long_tail": getattr(args, "long_tail", 0.01),
     }
     params.update(overrides)
-    return DriftMonitor(**params)
+    return params
+
+
+def lifecycle_from_args(args: argparse.Namespace, monitor: DriftMonitor, processor: Any = None,
+                        **overrides: Any) -> Lifecycle:
+    """The :class:`Lifecycle` the flags of :func:`add_arguments` describe, subscribed to ``monitor``."""
+    params: dict[str, Any] = {
+        "on_drift": args.on_drift,
+        "promote": getattr(args, "promote", "auto"),
+        "budget": getattr(args, "challenger_budget", 100_000),
+        "alpha": getattr(args, "promotion_alpha", 0.05),
+        "share": getattr(args, "challenger_share", 0.25),
+    }
+    params.update(overrides)
+    return Lifecycle(monitor, processor, **params)

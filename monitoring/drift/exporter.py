@@ -14,7 +14,7 @@ series from the start (NaN score and threshold until the reference is calibrated
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -68,3 +68,43 @@ class DriftCollector(Collector):
         yield GaugeMetricFamily("streamrec_reference_events",
                                 "Clicks in the current drift reference (grows while it is captured)",
                                 value=m.reference_size)
+
+
+class LifecycleCollector(Collector):
+    """The metrics of a :class:`~monitoring.drift.lifecycle.Lifecycle` at each scrape (a contract):
+    ``streamrec_challenger_active``, ``streamrec_challenger_waiting`` (0/1),
+    ``streamrec_challenger_hit_rate_gain`` (challenger minus champion HR@k over the same
+    predictions; 0 with no challenger), ``streamrec_challenger_e_value``,
+    ``streamrec_model_promotions_total``, ``streamrec_drift_acknowledgements_total``.
+
+    >>> from prometheus_client import CollectorRegistry, generate_latest
+    >>> from monitoring.drift.lifecycle import Lifecycle
+    >>> from monitoring.drift.monitor import DriftMonitor
+    >>> registry = CollectorRegistry()
+    >>> registry.register(Lifecycle(DriftMonitor()).collector())
+    >>> text = generate_latest(registry).decode()
+    >>> "streamrec_challenger_active 0.0" in text, "streamrec_model_promotions_total 0.0" in text
+    (True, True)
+    """
+
+    def __init__(self, lifecycle: Any) -> None:
+        self.lifecycle = lifecycle
+
+    def collect(self) -> Iterator[Metric]:
+        life = self.lifecycle
+        ch = life.challenger
+        yield GaugeMetricFamily("streamrec_challenger_active", "1 while a challenger runs in shadow",
+                                value=1.0 if ch is not None else 0.0)
+        yield GaugeMetricFamily("streamrec_challenger_waiting",
+                                "1 while a challenger that won waits for an operator (--promote manual)",
+                                value=1.0 if ch is not None and ch.waiting else 0.0)
+        yield GaugeMetricFamily("streamrec_challenger_hit_rate_gain",
+                                "Challenger minus champion HR@k over the same predictions",
+                                value=ch.hit_rate_gain if ch is not None else 0.0)
+        yield GaugeMetricFamily("streamrec_challenger_e_value",
+                                "The challenger's e-value (promoted at 1/alpha)",
+                                value=ch.test.e_value if ch is not None else 0.0)
+        yield CounterMetricFamily("streamrec_model_promotions", "Challengers promoted to champion",
+                                  value=len(life.promotions))
+        yield CounterMetricFamily("streamrec_drift_acknowledgements",
+                                  "Operator acknowledgements of retraining due", value=life.acknowledgements)

@@ -14,7 +14,15 @@ signal at each (re)capture of the reference. Life cycle::
 
     warm-up (sessions fill) -> capture the reference -> calibrate -> live checks
                                         ^                                   |
-                                        +---- retrain policy: new model <---+ retraining due
+                 rebaseline(): a new reference <--- the lifecycle <---------+ retraining due
+                                                (monitoring.drift.lifecycle)
+
+The monitor only raises "retraining due" (it calls its :attr:`DriftMonitor.subscribers`); what
+follows (a challenger, a retrain, an operator) lives in :mod:`monitoring.drift.lifecycle`, which
+clears it with :meth:`DriftMonitor.rebaseline`. No blind spot across a reference change: the
+monitor keeps the last ``reference_events`` clicks already binned (a ring), so a new reference is
+frozen from clicks it has seen and checks go on at once; when that interim reference is shorter
+than ``reference_events`` (or has no hits), a full one is captured live meanwhile and replaces it.
 """
 
 from __future__ import annotations
@@ -22,13 +30,13 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from monitoring.drift.calibration import Calibration, calibrate, calibrate_long
-from monitoring.drift.policy import AlertPolicy, RetrainPolicy, make_policy
-from monitoring.drift.reference import Frozen, Reference
+from monitoring.drift.reference import Frozen, Reference, Ring
 from monitoring.drift.signals import (
     _GAP_OFFSET,
     _GAP_SCALE,
@@ -97,10 +105,8 @@ class DriftMonitor:
         Bins of ``popularity`` and ``category`` (+ one "other" bin).
     min_count
         A window with fewer counts in a signal's bins is not scored.
-    on_drift
-        ``"alert"``, ``"retrain"`` or a policy object (:mod:`monitoring.drift.policy`).
     buffer_events
-        Size of the retrain buffer (``on_drift="retrain"``).
+        Recent ``(session key, item, timestamp)`` clicks kept to retrain from (bounded; 0: none).
     signals
         Signals to run (default: all of :data:`~monitoring.drift.signals.SIGNALS`).
     history
@@ -111,7 +117,7 @@ class DriftMonitor:
     >>> from stream.evaluation.synthetic import SyntheticStream
     >>> from stream.processing.core import ClickProcessor
     >>> from stream.models import make_model
-    >>> m = DriftMonitor(reference_events=10_000, check_every=500, warmup=1_000, on_drift="alert")
+    >>> m = DriftMonitor(reference_events=10_000, check_every=500, warmup=1_000)
     >>> p = ClickProcessor(make_model("pop"), monitor=m)
     >>> m.attach(p)
     >>> for e in SyntheticStream(events=20_000, seed=1, scenario="new-catalog", drift_at=12_000):
@@ -131,7 +137,6 @@ class DriftMonitor:
         top_items: int = 100,
         top_categories: int = 50,
         min_count: int = 100,
-        on_drift: str | AlertPolicy | RetrainPolicy = "alert",
         buffer_events: int = 50_000,
         signals: tuple[str, ...] = SIGNALS,
         history: int = 100_000,
@@ -157,7 +162,6 @@ class DriftMonitor:
         self.top_items = top_items
         self.top_categories = top_categories
         self.min_count = min_count
-        self.on_drift = on_drift
         self.buffer_events = buffer_events
         self.signals = tuple(signals)
         self.history = history
@@ -172,8 +176,16 @@ class DriftMonitor:
         self.long_max_streak: dict[str, int] = dict.fromkeys(self.signals, 0)  # longest run of those
         self.max_surprise: dict[str, float] = dict.fromkeys(self.signals, 0.0)  # largest -log p of one check
 
-        self.policy = make_policy(on_drift, buffer_events) if isinstance(on_drift, str) else on_drift
-        self._buffer = self.policy.buffer
+        #: Called with the monitor when retraining becomes due (the lifecycle subscribes).
+        self.subscribers: list[Callable[[DriftMonitor], None]] = []
+        #: The most recent clicks as ``(session key, item, timestamp)``, to retrain from.
+        self.recent: deque[tuple[int, int, float]] | None = (
+            deque(maxlen=buffer_events) if buffer_events > 0 else None)
+        self._buffer = self.recent
+        self.binned = Ring(reference_events)  # the same clicks' bins, for a reference without a gap
+        self._bin = self.binned.capture
+        self.drift_since: int | None = None  # first click of the earliest window over threshold
+        self._streak_since: dict[str, int] = dict.fromkeys(self.signals, 0)
         self.processor: Any = None
         self.n = 0  # clicks observed
         self.retrains = 0
@@ -206,6 +218,9 @@ class DriftMonitor:
         self._next_check = 0
         self._start_capture_at = warmup
         self._vocab_before = 0
+        self._interim_at = 0  # clicks of the growing reference at which it takes over (0: when full)
+        self._growing_since = 0
+        self._quiet = False  # due is not raised until then (the operator said: the new normal)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -259,6 +274,7 @@ class DriftMonitor:
         buf = self._buffer
         if buf is not None:
             buf.append((key, item, ts))
+        self._bin(item, pos, g, cid, hit)
         if self._live:
             self._pop[self._item_bucket[item] if 0 <= item < self._n_item_bucket else self._pop_other] += 1
             self._unseen[1 if item < 0 or item >= self._vocab else 0] += 1
@@ -269,6 +285,15 @@ class DriftMonitor:
                 self._cat[self._cat_bucket[cid] if cid < self._n_cat_bucket else self._cat_other] += 1
             if hit >= 0:
                 self._perf[hit] += 1
+            ref = self._ref
+            if ref is not None:  # a new reference captured while the current one checks
+                ref.capture(item, pos, g, cid, hit)
+                if ref.n >= ref.size:
+                    self._freeze()
+                    return
+                if ref.n == self._interim_at:  # enough to check against: it takes over, and grows
+                    self._freeze(keep=True)
+                    return
             if n >= self._next_check:
                 self._check()
         else:
@@ -287,13 +312,23 @@ class DriftMonitor:
 
     # -- reference and calibration ------------------------------------------------------------
 
-    def _freeze(self) -> None:
+    def _freeze(self, keep: bool = False) -> None:
+        """Check against the reference captured so far from now on (``keep``: it goes on
+        growing towards ``reference_events``, to replace this one when full)."""
         ref = self._ref
         assert ref is not None
         block = self.check_every // self.subblocks
         frozen = ref.freeze(block, self.top_items, self.top_categories)
         self._frozen = frozen
-        self._ref = None
+        self._ref = ref if keep else None
+        self._interim_at = 0
+        self._quiet = False
+        if self._live:  # a new reference: what the old one detected is no longer news
+            for s in self.signals:
+                self._streak[s] = 0
+                self._evidence[s] = 0.0
+                self._lstreak[s] = 0
+                self.detected[s] = False
         self.calibration = {}
         self.long_threshold = {}
         self._ring = {}
@@ -342,21 +377,72 @@ class DriftMonitor:
         self._cat = [0] * (self._cat_other + 1)
         self._perf = [0, 0]
 
-    def retrained(self, vocab_before: int = 0) -> None:
-        """Called by the retrain policy after the swap: count it and capture a new reference."""
-        self.retrains += 1
+    def rebaseline(self, since: int | None = None, hits: bool = True, quiet: bool = False,
+                   min_events: int | None = None) -> int:
+        """Clear ``retraining_due`` and check against a new reference of the clicks from click
+        ``since`` on (default: the last ``reference_events``), with no blind spot.
+
+        If the binned ring holds at least ``min_events`` of those clicks (default: a fifth of
+        ``reference_events``, at least 4 check windows: fewer make noisy thresholds) they are
+        frozen at once. Otherwise the current reference keeps checking while the new one grows
+        from them live, and takes over at ``min_events`` (``quiet``: without raising retraining due
+        again meanwhile; detections are still counted and exported). A new reference shorter than
+        ``reference_events`` goes on growing and replaces itself when full. ``hits=False`` leaves
+        the ``performance`` signal out of the clicks already seen (their hits were another
+        model's). Returns the clicks in the reference checking now.
+        """
         self.retraining_due = False
-        self._live = False
-        self._frozen = None
-        self._vocab_before = max(self._vocab_before, vocab_before)
-        self._ref = Reference(self.reference_events, self._vocab_before)
-        self._ref_started = self.n
+        self.drift_since = None
         for s in self.signals:
             self._streak[s] = 0
             self._evidence[s] = 0.0
             self._lstreak[s] = 0
             self.detected[s] = False
             self.score[s] = _NAN
+        if not self._live:
+            return 0
+        if min_events is None:
+            min_events = max(4 * self.check_every, self.reference_events // 5)
+        want = self.reference_events if since is None else self.n - since
+        want = max(0, min(want, self.binned.filled, self.reference_events))
+        vocab = self._vocab_before
+        if want >= min_events:
+            self._ref = self.binned.last(want, vocab, hits)
+            self._freeze()
+            if want < self.reference_events or not hits:  # a full one grows live meanwhile
+                self._ref = (self.binned.last(want, vocab, hits, size=self.reference_events) if hits
+                             else Reference(self.reference_events, vocab))
+                self._ref_started = self.n
+            return want
+        self._ref = (self.binned.last(want, vocab, hits, size=self.reference_events) if hits and want
+                     else Reference(self.reference_events, vocab))
+        self._ref_started = self.n
+        self._interim_at = max(min_events, self._ref.n + 1)
+        self._growing_since = self.n - self._ref.n  # its first click
+        self._quiet = quiet
+        return self._frozen.events if self._frozen is not None else 0
+
+    def retrained(self) -> None:
+        """Count a retrain (the lifecycle swapped in a rebuilt model) and rebaseline from the
+        clicks since the drift began (the part of its training window that is the present)."""
+        self.retrains += 1
+        self.rebaseline(self.drift_since, hits=False, quiet=True)
+
+    def subscribe(self, callback: Callable[[DriftMonitor], None]) -> None:
+        """Have ``callback(monitor)`` called when retraining becomes due."""
+        if callback not in self.subscribers:
+            self.subscribers.append(callback)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (checkpoints): subscribers are left out, they subscribe again on restore."""
+        state = self.__dict__.copy()
+        state["subscribers"] = []
+        state["_bin"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bin = self.binned.capture
 
     # -- checks --------------------------------------------------------------------------------
 
@@ -382,6 +468,8 @@ class DriftMonitor:
                 if score > cal.threshold:
                     self.raw_detections[s] += 1
                     self.raw_events[s].append(n)
+                    if not self._streak[s]:
+                        self._streak_since[s] = n - self.check_every
                     self._streak[s] += 1
                     p = cal.p_value(score)
                     surprise = -math.log(p) if p > 0.0 else math.inf
@@ -398,12 +486,18 @@ class DriftMonitor:
                     self.detected[s] = True
                     self.detections[s].append(n)
                     if held_long:  # the long window's figures
+                        since = n - (self.long_checks + self.persistence) * self.check_every
                         total = self._long_sum[s]
                         lscore = self._scorers[s](total)
                         self.reasons[s] = (self._why(s, ref, total, lscore, self.long_threshold[s])
                                            + f" (window of the last {self.long_checks * self.check_every} clicks)")
                     else:
+                        since = self._streak_since[s]
                         self.reasons[s] = self._why(s, ref, live, score, cal.threshold)
+                    if self._interim_at and self._growing_since < since:
+                        since = self._growing_since  # the same drift, still without a usable reference
+                    if self.drift_since is None or since < self.drift_since:
+                        self.drift_since = max(since, 0)
                     self.alarms.append({"event": n, "timestamp": self.last_ts, "signal": s,
                                         "reason": self.reasons[s]})
                     log_event(log, f"drift detected on {s}", logging.WARNING, event=n, signal=s,
@@ -418,14 +512,15 @@ class DriftMonitor:
         self.checks.append((n, tuple(self.score[s] for s in self.signals),
                             tuple(self.threshold[s] for s in self.signals), hr))
         self._reset_window()
-        if fired and not self.retraining_due:
+        if fired and not self.retraining_due and not self._quiet:
             self.retraining_due = True
             self.due_events.append(n)
             self.due_timestamps.append(self.last_ts)
             self.due_reason = "; ".join(self.reasons[s] for s in fired)
             log_event(log, "retraining due", logging.WARNING, event=n, signals=",".join(fired),
-                      policy=self.policy.name, reason=self.due_reason)
-            self.policy.on_due(self)
+                      since=self.drift_since, reason=self.due_reason)
+            for callback in list(self.subscribers):
+                callback(self)
 
     def _long_check(self, s: str, live: np.ndarray) -> bool:
         """Push this check's window into the signal's long window; whether the long one is held."""

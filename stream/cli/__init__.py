@@ -11,7 +11,7 @@ import argparse
 import importlib
 
 #: Sub-commands in the order ``--help`` lists them; each is ``stream.cli.<name>``.
-COMMANDS = ("demo", "broker", "produce", "worker", "evaluate", "simulate", "bench")
+COMMANDS = ("demo", "broker", "produce", "worker", "admin", "evaluate", "simulate", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import logging
 from stream import config
 from stream.cli.common import add_shop_args, shop_kwargs, shop_label
 from stream.evaluation.datasets import FORMATS
+from stream.evaluation.synthetic import SCENARIOS
 from stream.models import DEFAULT_MODEL, MODELS
 
 
@@ -25,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--partitions", default=4, type=int, help="partitions of the click topic")
     config.add(p, "--seed", default=0, type=int, help="synthetic generator seed")
     add_shop_args(p)
+    config.add(p, "--scenario", default="none", choices=list(SCENARIOS),
+               help="synthetic drift scenario (e.g. new-catalog: the workers' drift monitor raises "
+                    "retraining due and, with the default --on-drift challenger, a challenger runs in shadow)")
+    config.add(p, "--drift-at", default=None, type=int, help="event index where the drift starts (default: half-way)")
     config.add(p, "--dataset", default=None,
                help="replay this real click log (time order, at most --events) instead of synthetic "
                     "clicks, e.g. ../shared/data/yoochoose-100k/yoochoose-clicks-100k_train_full.txt")
@@ -81,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, publish=not args.no_publish, raw=not args.no_raw,
             worker_args=args.worker_arg, bootstrap=args.bootstrap_servers,
             session_memory=args.session_memory and i == 0, dataset=dataset, source=source,
-            synthetic=shop_kwargs(args)))
+            synthetic={**shop_kwargs(args), "scenario": args.scenario, "drift_at": args.drift_at}))
     if len(results) == 1:
         print(json_line(results[0]) if args.json else table(results[0]), flush=True)
     else:

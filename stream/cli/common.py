@@ -106,7 +106,7 @@ def build_processor(args: argparse.Namespace, monitor: object | None = None) -> 
     processor = ClickProcessor(model, k=args.k, sessions=sessions, items=ItemIndex(args.max_items),
                                monitor=monitor, event_weights=event_weights(args))  # type: ignore[arg-type]
     if monitor is not None and hasattr(monitor, "attach"):
-        monitor.attach(processor)  # the retrain policy swaps processor.model
+        monitor.attach(processor)  # item names in its reasons
     return processor
 
 
@@ -115,3 +115,12 @@ def build_monitor(args: argparse.Namespace) -> object | None:
     from monitoring.drift.config import from_args
 
     return from_args(args)
+
+
+def build_lifecycle(args: argparse.Namespace, processor: ClickProcessor) -> object | None:
+    """The life of retraining due (``--on-drift``, ``--promote``, ...) for ``processor``'s monitor."""
+    from monitoring.drift.config import lifecycle_from_args
+
+    if processor.monitor is None:
+        return None
+    return lifecycle_from_args(args, processor.monitor, processor)  # type: ignore[arg-type]

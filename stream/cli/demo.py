@@ -7,7 +7,14 @@ import json
 
 from monitoring.drift import config as drift_config
 from stream import config
-from stream.cli.common import add_model_args, add_state_args, build_monitor, build_processor, shop_label
+from stream.cli.common import (
+    add_model_args,
+    add_state_args,
+    build_lifecycle,
+    build_monitor,
+    build_processor,
+    shop_label,
+)
 from stream.cli.produce import add_source_args, source_events
 from stream.kafka import clients as kafka_io
 
@@ -38,9 +45,11 @@ def run(args: argparse.Namespace) -> int:
     config.setup_logging(args.log_level, args.log_format)
     events, total = source_events(args)
     processor = build_processor(args, build_monitor(args))
+    lifecycle = build_lifecycle(args, processor)
     client = kafka_io.client_config(args) if args.bootstrap_servers else None
     res = run_demo(events, total, processor, args.model, client=client, topic=args.topic,
-                   partitions=args.partitions, recommendations_topic=args.recommendations_topic)
+                   partitions=args.partitions, recommendations_topic=args.recommendations_topic,
+                   lifecycle=lifecycle)
     d = res.as_dict()
     if args.json:
         print(json.dumps(d))

@@ -4,8 +4,14 @@ Source: the synthetic generator (``--scenario``) or a dataset (``--dataset PATH 
 With ``--json`` the last stdout line is one JSON object: ``retraining_due_at``,
 ``retraining_due_events``, ``detections`` (signal -> event indices), ``events``,
 ``hit_rate_at_20``, plus ``raw_detections`` (checks over threshold before persistence),
-``alarms`` (why each signal fired), ``retrains`` and, with ``--baselines``, the detections of River
-ADWIN on the hit stream and of an Evidently-style JS rule.
+``alarms`` (why each signal fired), ``retrains``, ``promotions`` (click indices) and, with
+``--baselines``, the detections of River ADWIN on the hit stream and of an Evidently-style JS rule.
+
+``--compare-policies`` runs alert, retrain and challenger on the same stream in one pass; the JSON
+line then also carries ``policies``: ``{name: {"hit_rate_at_20", "mrr_at_20",
+"post_drift_hit_rate_at_20", "promotions", ...}}``, post-drift meaning from ``--drift-at`` on (on a
+dataset: from the first detection), with the first 10,000 and next 40,000 clicks after it and the
+rest; the top-level keys are those of the challenger's run.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 from monitoring.drift import config as drift_config
@@ -48,7 +55,10 @@ def register(subparsers: Any) -> None:
     add_model_args(p)
     add_state_args(p)
     d = p.add_argument_group("drift monitor")
-    drift_config.add_arguments(d, on_drift="retrain")
+    drift_config.add_arguments(d)
+    add(p, "--compare-policies", action="store_true", default=False,
+        help="run alert, retrain and challenger on the same stream in one pass and compare their "
+             "HR@k / MRR@k before and after the drift (with --plot: windowed HR per policy)")
     add(p, "--baselines", action="store_true", default=False,
         help="also run River ADWIN on the hit stream and an Evidently-style JS rule; report their detections")
     add(p, "--json", action="store_true", default=False,
@@ -86,16 +96,23 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = make_model(args.model, **parse_params(args.param))
         monitor = drift_config.from_args(args)
+        life = drift_config.lifecycle_from_args(args, monitor)  # checks the lifecycle's flags
     except ValueError as exc:
         print(f"streamrec simulate: {exc}", file=sys.stderr)
         return 2
+    lifecycle = {"on_drift": life.on_drift, "promote": life.promote_mode, "budget": life.budget,
+                 "alpha": life.alpha, "share": life.share}
+    monitor.subscribers.clear()
+    if args.compare_policies:
+        return _compare(args, events, lifecycle, drift_at, title)
     baselines = None
     if args.baselines:
         baselines = Baselines(reference_events=args.reference_events, warmup=args.drift_warmup)
     sessions = SessionStore(ttl_s=args.session_ttl, max_sessions=args.max_sessions,
                             max_session_items=args.max_session_items)
     out = simulate(events, model, monitor, baselines, k=args.k, drift_at=drift_at, drift_end=drift_end,
-                   sessions=sessions, items=ItemIndex(args.max_items), event_weights=event_weights(args))
+                   sessions=sessions, items=ItemIndex(args.max_items), event_weights=event_weights(args),
+                   lifecycle=lifecycle)
     out["model"] = args.model
     out["on_drift"] = args.on_drift
     if args.scenario is not None:
@@ -110,11 +127,62 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"events {out['events']}  hit_rate@{args.k} {out.get('hit_rate_at_20', out.get(f'hit_rate_at_{args.k}'))}"
               f"  {out['events_per_s']} events/s")
-        print(f"retraining due at {out['retraining_due_events'] or 'never'}  (retrains {out['retrains']})")
+        print(f"retraining due at {out['retraining_due_events'] or 'never'}  (retrains {out['retrains']}, "
+              f"promotions {out['promotions'] or 'none'})")
         for s, idx in out["detections"].items():
             print(f"  {s:16s} detections {idx}  raw {out['raw_detections'][s]}")
         for a in out["alarms"]:
             print(f"  @{a['event']}: {a['reason']}")
         for name, b in (out.get("baselines") or {}).items():
             print(f"  baseline {name}: false alarms {b['false_alarms']}, delay {b['delay']}")
+    return 0
+
+
+def _compare(args: argparse.Namespace, events: Any, lifecycle: dict[str, Any], drift_at: int | None,
+             title: str) -> int:
+    from stream.evaluation.simulate import compare_policies
+    from stream.models import make_model, parse_params
+
+    params = parse_params(args.param)
+    monitor_params = drift_config.monitor_params(args)
+    t0 = time.perf_counter()
+    out = compare_policies(
+        events, lambda: make_model(args.model, **params), monitor_params, lifecycle, k=args.k, drift_at=drift_at,
+        session_params={"ttl_s": args.session_ttl, "max_sessions": args.max_sessions,
+                        "max_session_items": args.max_session_items},
+        max_items=args.max_items, event_weights=event_weights(args))
+    ch = out["policies"]["challenger"]
+    result: dict[str, Any] = {
+        "events": ch["windowed"]["events"][-1] if ch["windowed"]["events"] else 0,
+        "hit_rate_at_20": ch["hit_rate_at_20"], "mrr": ch["mrr_at_20"],
+        "retraining_due_at": ch["due_events"][0] if ch["due_events"] else None,
+        "retraining_due_events": ch["due_events"], "retrains": ch["retrains"], "promotions": ch["promotions"],
+        "model": args.model, "on_drift": "compare", "drift_at": drift_at, "drift_start": out["drift_start"],
+        "seconds": round(time.perf_counter() - t0, 2), "policies": out["policies"],
+    }
+    if args.scenario is not None:
+        result.update(scenario=args.scenario, seed=args.seed)
+    if args.plot:
+        from stream.evaluation.plot import plot_policies
+
+        plot_policies(out, args.plot, title=f"{title}, model {args.model}", drift_at=drift_at)
+        result["plot"] = args.plot
+    for row in out["policies"].values():
+        del row["windowed"]
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"drift start {out['drift_start']}  (model {args.model})")
+    print(f"{'policy':11s} {'HR@20':>7s} {'MRR@20':>7s} {'post HR':>8s} {'+10k HR':>8s} {'+40k HR':>8s} "
+          f"{'rest HR':>8s}  promotions")
+    for name, row in out["policies"].items():
+        seg = [row.get(s, {}).get("hit_rate_at_20") for s in ("first_10000", "next_40000", "rest")]
+        cells = " ".join(f"{v:8.4f}" if v is not None else f"{'-':>8s}"
+                         for v in [row["post_drift_hit_rate_at_20"], *seg])
+        print(f"{name:11s} {row['hit_rate_at_20']:7.4f} {row['mrr_at_20']:7.4f} {cells}  {row['promotions'] or '-'}")
+        for pr in row["promotion_details"]:
+            print(f"    promoted @{pr['event']} (event time {pr['event_time']:.0f}; since {pr['since']}; "
+                  f"gain {pr['hit_rate_gain']:+.4f}; e-value {pr['e_value']}): {pr['reason']}")
+        for c in row["clears"]:
+            print(f"    cleared @{c['event']}: {c['reason']}")
     return 0

@@ -10,6 +10,7 @@ from stream import config
 from stream.cli.common import add_model_args, add_state_args, build_processor
 from stream.kafka import clients as kafka_io
 from stream.kafka.ordering import ORDERS
+from stream.serving.admin import DEFAULT_ADMIN_PORT
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "after the session's previous click (prequential HR@k / MRR@k), learn the click, "
                     "recommend the next top k, publish it (with --recommendations-topic), update "
                     "metrics. Offsets are committed only after a batch is processed. Malformed "
-                    "messages go to <topic>.dlq. HTTP: /metrics, /healthz, the request API (/recommendations, /items/<item_id>/similar, /openapi.json).")
+                    "messages go to <topic>.dlq. HTTP: /metrics, /healthz, the request API (/recommendations, /items/<item_id>/similar, /openapi.json); "
+                    "with an admin token, operator actions on a loopback listener of their own (streamrec admin).")
     kafka_io.add_kafka_args(p)
     config.add(p, "--topic", default="clicks", help="click topic")
     config.add(p, "--group", default="streamrec", help="consumer group id")
@@ -54,6 +56,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--max-order-wait", default=5.0, type=float,
                help="seconds a lagging partition that delivers nothing may hold the others' clicks back "
                     "(event-time order)")
+    g = p.add_argument_group(
+        "operator actions (streamrec admin)",
+        "POST /admin/retrain, /admin/promote, /admin/acknowledge and GET /admin/status, off unless an "
+        "admin token is set. They are served on a listener of their own, on loopback by default, so "
+        "--metrics-host 0.0.0.0 does not publish them; each request needs 'Authorization: Bearer "
+        "<token>'. Prefer the environment variable to the flag: a flag shows in the process list.")
+    config.add(g, "--admin-token", default=None,
+               help="turn the admin routes on with this bearer token (at least 16 characters, e.g. "
+                    "`openssl rand -hex 16`)")
+    config.add(g, "--admin-host", default="127.0.0.1",
+               help="admin listener address; anything but loopback exposes operator actions to the "
+                    "network (put TLS in front)")
+    config.add(g, "--admin-port", default=DEFAULT_ADMIN_PORT, type=int, help="admin listener port (0: a free one)")
     config.add(p, "--summary-json", default=None,
                help="write a JSON summary here at exit (counts, HR/MRR, latency percentiles, peak RSS)")
     from stream.cli.serve_args import add_serving_args
@@ -67,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.cli.common import build_monitor
+    from stream.cli.common import build_lifecycle, build_monitor
     from stream.kafka.worker import Worker, WorkerSettings
 
     config.setup_logging(args.log_level, args.log_format)
@@ -84,8 +99,19 @@ def run(args: argparse.Namespace) -> int:
         else {"session_timeout_ms": args.session_timeout_ms},
         learn_all_partitions=args.learn_all_partitions, pipeline=not args.no_pipeline,
         click_order=args.click_order, max_order_wait_s=args.max_order_wait,
+        admin_token=args.admin_token or None, admin_host=args.admin_host, admin_port=args.admin_port,
     )
-    worker = Worker(settings, processor)
+    if settings.admin_token is not None:
+        from stream.serving.admin import check_token
+
+        try:
+            check_token(settings.admin_token)
+        except ValueError as exc:
+            raise SystemExit(f"error: --admin-token: {exc}") from None
+        if settings.admin_port != 0 and settings.admin_port == settings.metrics_port:
+            raise SystemExit("error: --admin-port must differ from --metrics-port (the admin routes have a "
+                             "listener of their own)")
+    worker = Worker(settings, processor, lifecycle=build_lifecycle(args, processor))
     from stream.cli.serve_args import build_serving
 
     build_serving(args, worker)

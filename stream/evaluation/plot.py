@@ -70,3 +70,35 @@ def plot_simulation(monitor: Any, result: dict[str, Any], path: str, title: str 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_policies(result: dict[str, Any], path: str, title: str = "", drift_at: int | None = None) -> None:
+    """Write a PNG of each policy's windowed HR (``simulate --compare-policies``), with the drift
+    start, each policy's detections (retraining due) and promotions marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    colours = {"alert": "tab:grey", "retrain": "tab:orange", "challenger": "tab:blue"}
+    for name, row in result["policies"].items():
+        w = row["windowed"]
+        c = colours.get(name)
+        ax.plot(w["events"], w["hit_rate"], lw=1.2, color=c, label=f"{name} (post-drift HR@20 "
+                f"{row['post_drift_hit_rate_at_20'] if row['post_drift_hit_rate_at_20'] is not None else '-'})")
+        for e in row["due_events"]:
+            ax.axvline(e, color=c, lw=0.8, ls=":", alpha=0.8)
+        for e in row["promotions"]:
+            ax.axvline(e, color=c, lw=1.6, alpha=0.9)
+            ax.annotate("promoted", (e, ax.get_ylim()[1]), fontsize=7, color=c, rotation=90, va="top")
+    start = drift_at if drift_at is not None else result.get("drift_start")
+    if start is not None:
+        ax.axvline(start, color="black", ls="--", lw=1, label="drift" if drift_at is not None else "first detection")
+    ax.set_xlabel("click")
+    ax.set_ylabel("HR@20 (windowed)")
+    ax.set_title(title + "  (dotted: retraining due; solid: promotion)")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

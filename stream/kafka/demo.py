@@ -64,6 +64,7 @@ def run_demo(
     client: dict | None = None,
     topic: str = "clicks",
     partitions: int = 4,
+    lifecycle: Any = None,
     metrics_port: int | None = 0,
     recommendations_topic: str | None = None,
     idle_exit_s: float = 60.0,
@@ -82,7 +83,7 @@ def run_demo(
             client=cfg, topic=topic, group=f"streamrec-demo-{run_id}", model_name=model_name,
             recommendations_topic=recommendations_topic, metrics_port=metrics_port,
             max_events=total, idle_exit_s=idle_exit_s)
-        worker = Worker(settings, processor)
+        worker = Worker(settings, processor, lifecycle=lifecycle)
         produced = [0]
         result: list[ProduceSummary] = []
 

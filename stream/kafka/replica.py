@@ -183,6 +183,10 @@ class Replica:
                                 weights[ev.event_type])
                 else:
                     m.learn_one(s.key, item, ev.timestamp, s.items)
+                challenger = p.shadow
+                if challenger is not None:  # a challenger learns what the champion learns
+                    challenger.learn(s.key, item, ev.timestamp, s.items,
+                                     1.0 if weights is None else weights[ev.event_type])
             self.shadow.append(s, item)
         else:
             s.clicks += 1

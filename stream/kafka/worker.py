@@ -35,6 +35,7 @@ from stream.kafka import membership
 from stream.kafka.gcfreeze import GcFreezer
 from stream.kafka.ordering import ORDERS, EventTimeMerge, Released
 from stream.processing.core import ClickProcessor, Run
+from stream.serving.admin import DEFAULT_ADMIN_PORT, AdminHandler, MainLoopCalls
 from stream.serving.http import HttpServer, Routes
 from stream.state import checkpoint as ckpt
 
@@ -87,6 +88,9 @@ class WorkerSettings:
     pipeline: bool = True  # session-kNN: a poll's learning + queries overlap the next poll (see _Pending)
     click_order: str = "event-time"  # the partitions' clicks merged by event time, or as fetched
     max_order_wait_s: float = 5.0  # how long a lagging partition that delivers nothing holds the rest
+    admin_token: str | None = field(default=None, repr=False)  # None: the /admin/ routes are off
+    admin_host: str = "127.0.0.1"  # the admin listener's address (stream/serving/admin.py)
+    admin_port: int = DEFAULT_ADMIN_PORT
 
     def __post_init__(self) -> None:
         if self.click_order not in ORDERS:
@@ -205,13 +209,19 @@ class _Listener(ConsumerRebalanceListener):
 class Worker:
     """Runs ``processor`` over the click topic until stopped."""
 
-    def __init__(self, settings: WorkerSettings, processor: ClickProcessor, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: WorkerSettings, processor: ClickProcessor, metrics: Metrics | None = None,
+                 lifecycle: Any = None) -> None:
         self.s = settings
         self.processor = processor
         self.metrics = metrics or Metrics(settings.model_name, processor.k)
         monitor = processor.monitor
         if monitor is not None and hasattr(monitor, "collector"):
             self.metrics.registry.register(monitor.collector())  # streamrec_drift_*, retraining
+        #: The life of retraining due (monitoring.drift.lifecycle.Lifecycle): its actions are
+        #: called from the main loop only.
+        self.lifecycle = lifecycle
+        if lifecycle is not None:
+            self.metrics.registry.register(lifecycle.collector())  # streamrec_challenger_*, promotions
         self._running = True
         self._stop_reason = ""
         self.invalid = 0
@@ -225,6 +235,8 @@ class Worker:
         self._seen_changes = 0
         self.ckpt = ckpt.Checkpointer(settings.state_dir, settings.checkpoint_every_events,
                                       settings.checkpoint_every_seconds)
+        if lifecycle is not None:  # its state (challenger, actions, promotions) survives a restart
+            self.ckpt.register("lifecycle", lifecycle.state_dict, lifecycle.load_state_dict)
         self.broker_ok_at = time.monotonic()  # last sign of life from the broker
         self._consumer: Any = None
         self._owned: set[TopicPartition] = set()  # partitions whose state we hold (main loop's view)
@@ -239,7 +251,12 @@ class Worker:
         self.merge = EventTimeMerge(_event_time, max_wait_s=settings.max_order_wait_s,
                                     order=settings.click_order)
         self.serving: Any = None  # stream.serving.rules.Serving: business rules, catalogue, request API
-        self.admin: Any = None  # the /admin/ routes' handler (stream.serving.http.Handler), None: off
+        self.admin: AdminHandler | None = None  # the /admin/ routes (their own listener), None: off
+        self.admin_http: HttpServer | None = None
+        self.admin_calls = MainLoopCalls()  # the admin routes' actions, run between polls
+        if settings.admin_token is not None:
+            self.admin = AdminHandler(settings.admin_token, self.operator, self.admin_calls)
+            self.metrics.registry.register(self.admin.collector())  # streamrec_admin_requests_total
         self._gate_held = False
         self._gc = GcFreezer()  # full GC passes off the long-lived state (HTTP tail latency)
 
@@ -280,9 +297,32 @@ class Worker:
             from stream.serving.api import Api
 
             api = Api(self.serving)
-        routes = Routes(self.metrics.exposition, self.health, self.processor.recommendations, api, self.admin)
+        routes = Routes(self.metrics.exposition, self.health, self.processor.recommendations, api)
         self.http = HttpServer(routes, self.s.metrics_port, self.s.metrics_host).start()
         log_event(log, "http server listening", host=self.s.metrics_host, port=self.http.port)
+
+    def start_admin(self) -> None:
+        """The admin routes on their own listener (loopback unless ``--admin-host`` says otherwise)."""
+        if self.admin is None:
+            return
+        routes = Routes(self.metrics.exposition, self.health, self.processor.recommendations, admin=self.admin)
+        self.admin_http = HttpServer(routes, self.s.admin_port, self.s.admin_host).start()
+        log_event(log, "admin server listening", host=self.s.admin_host, port=self.admin_http.port)
+
+    def operator(self) -> Any:
+        """What the admin routes act on: the lifecycle of retraining due, or None without one."""
+        return self.lifecycle
+
+    def _run_admin_calls(self) -> None:
+        """The admin routes' queued actions, with the model quiet; a checkpoint after any that
+        changed state, before they are answered (an answered action survives a crash)."""
+        self._drain()
+        self._gate(True)
+        self.admin_calls.run_pending(after=self._save_after_action)
+
+    def _save_after_action(self) -> None:
+        if self.ckpt.enabled and self._consumer is not None:
+            self._checkpoint_and_commit(self._consumer, force=True, snapshot=True)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -293,6 +333,8 @@ class Worker:
             kafka_io.ensure_topic(s.client, s.recommendations_topic, 1)
         if self.ckpt.load(self.processor) is not None:
             membership.rebase_metrics(self.metrics, self.processor)
+            if self.lifecycle is not None:
+                self.lifecycle.attach(self.processor)  # the restored monitor and model
         self.metrics.flush(self.processor)
         self.processor.model.warm_up()  # compile before the first click, not on it
         overrides = dict(s.consumer_overrides)
@@ -306,6 +348,7 @@ class Worker:
 
             self.replica = Replica(self.processor, s.client, s.topic, merge=self.merge)
         self.start_http()
+        self.start_admin()
         log_event(log, "worker started", topic=s.topic, group=s.group, model=s.model_name,
                   client=kafka_io.redacted(s.client))
         self.started = time.monotonic()
@@ -335,6 +378,8 @@ class Worker:
                     self.last_progress = self.last_poll
                 elif self._pending is not None:
                     self._drain()
+                if self.admin_calls.pending:
+                    self._run_admin_calls()
                 self._gate(self._pending is not None)
                 self._gc.tick()
                 self._checkpoint_and_commit(consumer, force=not self.ckpt.enabled and bool(released))
@@ -347,6 +392,7 @@ class Worker:
             self._drain()
             self._checkpoint_and_commit(consumer, force=True)  # clean stop: snapshot, commit, leave
         finally:
+            self.admin_calls.close()
             self._gate(False)
             log_event(log, "worker stopping", reason=self._stop_reason or "error",
                       events=self.processor.events, invalid=self.invalid)
@@ -361,6 +407,8 @@ class Worker:
                 consumer.close()
                 if self.http is not None:
                     self.http.stop()
+                if self.admin_http is not None:
+                    self.admin_http.stop()
         return self.summary()
 
     def summary(self) -> WorkerSummary:
@@ -635,10 +683,11 @@ class Worker:
         self.merge.assign(consumer, new)
 
     def _checkpoint_and_commit(self, consumer: Any, force: bool = False,
-                               partitions: set[TopicPartition] | None = None) -> None:
-        """Snapshot when due (or forced), then commit offsets no further than the snapshot."""
+                               partitions: set[TopicPartition] | None = None, snapshot: bool = False) -> None:
+        """Snapshot when due (or forced, or always with ``snapshot``), then commit offsets no further
+        than the snapshot."""
         c = self.ckpt
-        if c.enabled and (c.due() or (force and (c.since or self._pending is not None))):
+        if c.enabled and (snapshot or c.due() or (force and (c.since or self._pending is not None))):
             self._drain()  # a snapshot holds no planned-but-unfinished clicks
             stats = c.save(self.processor)
             if stats is not None and c.snapshots <= 3:

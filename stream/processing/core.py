@@ -58,6 +58,31 @@ class Monitor(Protocol):
         """A session expired or was evicted."""
 
 
+class Shadow(Protocol):
+    """A model learning in shadow beside the served one (a challenger, :mod:`monitoring.drift.challenger`):
+    it learns every click with the same session history, is asked for lists on the sessions it
+    samples and scores them against the next click, paired with the served model's score."""
+
+    #: Its own prequential HR@k / MRR@k on the clicks it was paired on.
+    preq: Prequential
+
+    def learn(self, key: int, item: int, ts: float, history: Sequence[int], weight: float = 1.0) -> None:
+        """Learn one click (before the session's history gains it), with its event type's weight."""
+
+    def score(self, key: int, item: int, champion_rr: float) -> None:
+        """Score its last list for session ``key`` against ``item``, paired with the served model's."""
+
+    def recommend(self, key: int, history: Sequence[int], ts: float) -> None:
+        """After the click: its list for the session, if sampled (never served)."""
+
+    def answers(self, run: Run) -> Any:
+        """Batch path: learn a planned run and answer its sampled clicks."""
+
+    def take(self, answers: Any, key: int, item: int, champion_rr: float | None) -> None:
+        """Batch path, per click in order: the next answer, scored and kept as :meth:`score` and
+        :meth:`recommend` would."""
+
+
 class LatencyRecorder:
     """Recommendation latencies: a fixed-bucket histogram plus a ring of recent samples.
 
@@ -210,6 +235,11 @@ class ClickProcessor:
         self.events = 0  # valid events applied to the state
         self._known = 0  # items the model has seen (the index only grows)
         self._helper: tuple[ThreadPoolExecutor, float] | None = None
+        #: A challenger in shadow (set by :class:`monitoring.drift.lifecycle.Lifecycle`), or ``None``.
+        self.shadow: Shadow | None = None
+        #: Called after each click (:meth:`process`) and each run (:meth:`finish`) while set: the
+        #: lifecycle's moment to build, promote or drop a challenger between clicks.
+        self.settle: Callable[[], None] | None = None
 
     def split_queries(self, share: float = 0.5) -> None:
         """Let :meth:`process_batch` answer ``share`` of a run's queries on this thread (from a
@@ -228,17 +258,22 @@ class ClickProcessor:
         new_item = item == OVERFLOW or item >= n_before
 
         rr: float | None = None
+        shadow = self.shadow
         if session.clicks:
             rr = self.preq.update(session.last_recs, item)
+            if shadow is not None:
+                shadow.score(session.key, item, rr)
 
         model = self.model
         if self.learn and item != OVERFLOW:
             weights = self.event_weights
-            if weights is not None and model.weights_clicks:
-                model.learn_one(session.key, item, event.timestamp, session.items,  # type: ignore[call-arg]
-                                weights[event.event_type])
+            weight = 1.0 if weights is None else weights[event.event_type]
+            if weight != 1.0 and model.weights_clicks:
+                model.learn_one(session.key, item, event.timestamp, session.items, weight)  # type: ignore[call-arg]
             else:
                 model.learn_one(session.key, item, event.timestamp, session.items)
+            if shadow is not None:
+                shadow.learn(session.key, item, event.timestamp, session.items, weight)
         if item != OVERFLOW:
             self.sessions.append(session, item)
         else:
@@ -248,10 +283,14 @@ class ClickProcessor:
         recs = model.recommend(session.items, event.timestamp, self.fetch, session.key)
         self.latency.record(perf_counter() - t0)
         session.last_recs = recs
+        if shadow is not None:
+            shadow.recommend(session.key, session.items, event.timestamp)
 
         self.events += 1
         if self.monitor is not None:
             self.monitor.observe(event, item, new_item, session, rr)
+        if self.settle is not None:
+            self.settle()
         return recs
 
     def process_batch(self, events: Sequence[Event], on_click: OnClick | None = None) -> list[list[int]]:
@@ -354,6 +393,9 @@ class ClickProcessor:
         lists: list[list[int]] = []
         events, ints, had, news, clicks, ended = run.events, run.items, run.had, run.new, run.clicks, run.ended
         preq, monitor, record, on_end = self.preq, self.monitor, self.latency.record, self.sessions.on_end
+        shadow = self.shadow
+        shadowed = shadow.answers(run) if shadow is not None else None  # it learns the run too
+        keys = run.keys
         e = 0
         n = len(events)
         for t in range(n):
@@ -368,6 +410,8 @@ class ClickProcessor:
             record(seconds)
             session.last_recs = recs
             lists.append(recs)
+            if shadowed is not None:
+                shadow.take(shadowed, keys[t], ints[t], rr)  # type: ignore[union-attr]
             self.events += 1
             if monitor is not None:
                 now = session.clicks
@@ -379,6 +423,8 @@ class ClickProcessor:
                     answers = run.learn_recommend(model, t + 1)
             if on_click is not None:
                 on_click(t, prev if had[t] else None)
+        if self.settle is not None:
+            self.settle()
         return lists
 
     def recommendations(self, session_id: str) -> list[str] | None:
