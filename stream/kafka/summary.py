@@ -57,6 +57,11 @@ def write_worker_summary(worker: Any, summary: Any, path: str) -> None:
         "shadow_sessions": len(replica.shadow) if replica is not None else 0,
         "pid": os.getpid(),
     }
+    life = worker.lifecycle
+    if life is not None:  # the challenger's share of the run (bench: its cost)
+        st = life.status()
+        out["lifecycle"] = {"state": st["state"], "challenger_clicks": st["challenger"]["clicks"],
+                            "promotions": [pr["event"] for pr in st["promotions"]], "dropped": st["dropped"]}
     tmp = path + ".tmp"
     Path(tmp).write_bytes(orjson.dumps(out))
     os.replace(tmp, path)

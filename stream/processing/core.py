@@ -387,7 +387,9 @@ class ClickProcessor:
                on_click: OnClick | None = None) -> list[list[int]]:
         """The rest of :meth:`process` for each click of a planned run, in order: the model's
         answer (``answers``: ``model``'s ``run_batch`` of the run), prequential
-        scoring, latency, the session's list, the drift monitor. If the monitor swaps the model
+        scoring, latency, the session's list, the drift monitor; a challenger in shadow
+        (:attr:`shadow`) learns the whole run in one call first and its answers are walked
+        alongside. If the monitor swaps the model
         at a click (the retrain policy), the clicks after it are learnt and recommended again by
         the new one."""
         lists: list[list[int]] = []
