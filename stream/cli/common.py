@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from stream import config
@@ -13,6 +14,14 @@ from stream.models import DEFAULT_MODEL, MODELS, make_model, parse_params
 from stream.processing.core import ClickProcessor
 from stream.state.items import ItemIndex
 from stream.state.sessions import DEFAULT_MAX_SESSION_ITEMS, DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S, SessionStore
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, help: str, description: str,
+                func: Callable[[argparse.Namespace], int], **kw: Any) -> argparse.ArgumentParser:
+    """Add sub-command ``name`` whose parsed arguments go to ``func`` (see :mod:`stream.cli`)."""
+    p: argparse.ArgumentParser = subparsers.add_parser(name, help=help, description=description, **kw)
+    p.set_defaults(func=func)
+    return p
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ import json
 from monitoring.drift import config as drift_config
 from stream import config
 from stream.cli.common import (
+    add_command,
     add_model_args,
     add_state_args,
     build_lifecycle,
@@ -20,8 +21,8 @@ from stream.kafka import clients as kafka_io
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo", help="run broker, producer and worker end to end and print a summary",
+    p = add_command(
+        sub, "demo", help="run broker, producer and worker end to end and print a summary", func=run,
         description="Without --bootstrap-servers, start the embedded Kafka-protocol broker, create "
                     "the topics, replay a synthetic stream (or --dataset) through a producer while a "
                     "worker recommends, learns and scores itself; show live progress and end with a "
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     drift_config.add_arguments(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON (last stdout line)")
     config.add_logging(p)
-    p.set_defaults(func=run, log_level="WARNING")
+    p.set_defaults(log_level="WARNING")
 
 
 def run(args: argparse.Namespace) -> int:

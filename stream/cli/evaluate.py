@@ -16,6 +16,7 @@ import json
 import sys
 from typing import Any
 
+from stream.cli.common import add_command
 from stream.config import add
 from stream.evaluation.datasets import FORMATS, DatasetError
 from stream.models import DEFAULT_MODEL, MODELS, parse_params
@@ -23,10 +24,9 @@ from stream.models import DEFAULT_MODEL, MODELS, parse_params
 HELP = "evaluate a model offline: session-rec's static protocol or a prequential stream replay"
 
 
-def register(subparsers: Any) -> None:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "evaluate", help=HELP, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(subparsers, "evaluate", help=HELP, description=__doc__, func=run,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add(p, "--protocol", default=None, choices=["static", "stream", "ff19"],
         help="evaluation protocol; inferred from --train/--test, --stream or --dataset if omitted")
     add(p, "--train", default=None, help="static: training file")
@@ -59,7 +59,6 @@ def register(subparsers: Any) -> None:
     add(p, "--progress", action="store_true", default=False,
         help="force the stderr progress bar even when stderr is not a terminal")
     add(p, "--no-progress", action="store_true", default=False, help="never draw the progress bar")
-    p.set_defaults(func=run)
 
 
 def _protocol(args: argparse.Namespace) -> str:

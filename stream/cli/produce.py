@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from stream import config
-from stream.cli.common import add_shop_args, read_dataset, shop_kwargs
+from stream.cli.common import add_command, add_shop_args, read_dataset, shop_kwargs
 from stream.evaluation.datasets import FORMATS
 from stream.evaluation.synthetic import SCENARIOS, SyntheticStream
 from stream.kafka import clients as kafka_io
@@ -41,11 +41,11 @@ def source_events(args: argparse.Namespace) -> tuple[list | SyntheticStream, int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("produce", help="replay a dataset or synthetic clicks into a Kafka topic, or load "
-                                       "a catalogue file into the catalogue topic",
-                       description="Create the topic if absent and send click events to it, keyed by "
-                                   "session id, with a progress bar; or, with --catalog FILE, send a "
-                                   "catalogue file's items to the catalogue topic, keyed by item id.")
+    p = add_command(sub, "produce", help="replay a dataset or synthetic clicks into a Kafka topic, or load "
+                                         "a catalogue file into the catalogue topic", func=run,
+                    description="Create the topic if absent and send click events to it, keyed by "
+                                "session id, with a progress bar; or, with --catalog FILE, send a "
+                                "catalogue file's items to the catalogue topic, keyed by item id.")
     kafka_io.add_kafka_args(p)
     config.add(p, "--topic", default="clicks", help="topic to produce to")
     config.add(p, "--partitions", default=4, type=int, help="partitions when creating the topic")
@@ -64,7 +64,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--limit", default=None, type=int, help="stop after this many events")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     config.add_logging(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

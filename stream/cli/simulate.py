@@ -24,6 +24,7 @@ from typing import Any
 
 from monitoring.drift import config as drift_config
 from stream.cli.common import (
+    add_command,
     add_model_args,
     add_shop_args,
     add_state_args,
@@ -38,10 +39,9 @@ from stream.evaluation.synthetic import SCENARIOS
 HELP = "run a synthetic scenario or a dataset through the model and the drift monitor, no Kafka"
 
 
-def register(subparsers: Any) -> None:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "simulate", help=HELP, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(subparsers, "simulate", help=HELP, description=__doc__, func=run,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("source (one of --scenario / --dataset)")
     add(g, "--scenario", default=None, choices=list(SCENARIOS), help="synthetic drift scenario")
     add(g, "--events", default=400_000, type=int, help="synthetic events to generate")
@@ -65,7 +65,6 @@ def register(subparsers: Any) -> None:
         help="print the result as one JSON object on the last stdout line")
     add(p, "--plot", default=None, metavar="PNG", help="draw scores, thresholds, hit rate and alarms to PNG")
     add_logging(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

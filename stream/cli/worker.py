@@ -7,15 +7,15 @@ import sys
 
 from monitoring.drift import config as drift_config
 from stream import config
-from stream.cli.common import add_model_args, add_state_args, build_processor
+from stream.cli.common import add_command, add_model_args, add_state_args, build_processor
 from stream.kafka import clients as kafka_io
 from stream.kafka.ordering import ORDERS
 from stream.serving.admin import DEFAULT_ADMIN_PORT
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "worker", help="consume clicks, recommend, learn, score and expose metrics",
+    p = add_command(
+        sub, "worker", help="consume clicks, recommend, learn, score and expose metrics", func=run,
         description="A consumer-group member. For each click, in order: score the list recommended "
                     "after the session's previous click (prequential HR@k / MRR@k), learn the click, "
                     "recommend the next top k, publish it (with --recommendations-topic), update "
@@ -78,7 +78,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_state_args(p)
     drift_config.add_arguments(p)
     config.add_logging(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
