@@ -21,7 +21,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from stream.events import REASONS
-from stream.models.base import BackgroundTrained
+from stream.models.base import DEFAULT_K, BackgroundTrained
 from stream.processing.core import LATENCY_BUCKETS, ClickProcessor
 
 
@@ -55,7 +55,7 @@ class _LatencyHistogram(Collector):
 class Metrics:
     """The worker's metrics on ``registry`` (a fresh private one by default)."""
 
-    def __init__(self, model: str, k: int = 20, registry: CollectorRegistry | None = None,
+    def __init__(self, model: str, k: int = DEFAULT_K, registry: CollectorRegistry | None = None,
                  process: bool = True) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
         if process:

@@ -11,8 +11,9 @@ from stream import config
 from stream.evaluation.synthetic import SyntheticStream
 from stream.events import Event
 from stream.models import DEFAULT_MODEL, MODELS, make_model, parse_params
+from stream.models.base import DEFAULT_K
 from stream.processing.core import ClickProcessor
-from stream.state.items import ItemIndex
+from stream.state.items import DEFAULT_MAX_ITEMS, ItemIndex
 from stream.state.sessions import DEFAULT_MAX_SESSION_ITEMS, DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S, SessionStore
 
 
@@ -29,7 +30,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     config.add(g, "--model", default=DEFAULT_MODEL, choices=list(MODELS), help="session model")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="model parameter with session-rec's name, e.g. --param k=100 (repeatable)")
-    config.add(g, "--k", default=20, type=int, help="length of each recommended list (HR@k, MRR@k)")
+    config.add(g, "--k", default=DEFAULT_K, type=int, help="length of each recommended list (HR@k, MRR@k)")
     add_event_weights_arg(g)
 
 
@@ -58,7 +59,7 @@ def add_state_args(parser: argparse.ArgumentParser) -> None:
                help="live sessions kept; the least recently active is evicted beyond it")
     config.add(g, "--max-session-items", default=DEFAULT_MAX_SESSION_ITEMS, type=int,
                help="most recent clicks kept per session")
-    config.add(g, "--max-items", default=1_000_000, type=int,
+    config.add(g, "--max-items", default=DEFAULT_MAX_ITEMS, type=int,
                help="distinct items learned; clicks on further new items are scored but not learned")
 
 

@@ -19,7 +19,10 @@ from typing import Any
 from stream.cli.common import add_command
 from stream.config import add
 from stream.evaluation.datasets import FORMATS, DatasetError
+from stream.evaluation.ff19 import FF19_K
 from stream.models import DEFAULT_MODEL, MODELS, parse_params
+from stream.models.base import DEFAULT_K
+from stream.state.sessions import DEFAULT_TTL_S
 
 HELP = "evaluate a model offline: session-rec's static protocol or a prequential stream replay"
 
@@ -40,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add(p, "--param", default=None, action="append", metavar="KEY=VALUE",
         help="model parameter (repeatable), e.g. --param steps=10 --param weighting=div")
     add(p, "--cutoff", default=None, type=int,
-        help="list length K of HR@K, MRR@K, ... (keys are named by K); default 20, ff19: 10")
+        help=f"list length K of HR@K, MRR@K, ... (keys are named by K); default {DEFAULT_K}, ff19: {FF19_K}")
     add(p, "--warmup", default=0, type=int, help="stream: first N events are learned but not scored")
     add(p, "--limit", default=None, type=int, help="stream: replay at most N events")
     add(p, "--order", default="time", choices=["time", "file"],
@@ -52,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="learning weight per event type, e.g. view=1,purchase=5 (types left out weigh 1; "
              "'off': every click once). Several settings evaluate one after the other and print a "
              "comparison (with --json: {\"runs\": [...]}) (env: settings separated by ';')")
-    add(p, "--session-ttl", default=1800.0, type=float, help="stream: session inactivity timeout, s")
+    add(p, "--session-ttl", default=DEFAULT_TTL_S, type=float, help="stream: session inactivity timeout, s")
     add(p, "--max-predictions", default=None, type=int, help="static: stop after N predictions")
     add(p, "--json", action="store_true", default=False,
         help="print the result as one JSON object on the last stdout line")
@@ -142,7 +145,7 @@ def _run_one(args: argparse.Namespace, protocol: str, weights: dict[str, float] 
         print(f"streamrec evaluate: {exc}", file=sys.stderr)
         return 2
     show = False if args.no_progress else (True if args.progress else None)
-    k = args.cutoff if args.cutoff is not None else (10 if protocol == "ff19" else 20)
+    k = args.cutoff if args.cutoff is not None else (FF19_K if protocol == "ff19" else DEFAULT_K)
     if k < 1:
         print("streamrec evaluate: --cutoff must be >= 1", file=sys.stderr)
         return 2

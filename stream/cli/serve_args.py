@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from stream import config
+from stream.state.sessions import DEFAULT_MAX_SESSIONS
 
 log = logging.getLogger("streamrec.serving")
 
@@ -51,7 +52,7 @@ def build_serving(args: argparse.Namespace, worker: Any) -> Any:
         n = follower.catch_up()
         config.log_event(log, "catalogue topic read", topic=args.catalog_topic, records=n)
     serving = Serving(proc, catalog, load_denylist(args.denylist), args.exclude_seen, follower,
-                      max_sessions=getattr(args, "max_sessions", 200_000))
+                      max_sessions=getattr(args, "max_sessions", DEFAULT_MAX_SESSIONS))
     worker.serving = serving
     worker.metrics.registry.register(ServingCollector(serving))
     return serving

@@ -47,7 +47,7 @@ from typing import Any
 from stream.evaluation.datasets import read_events
 from stream.events import Event
 from stream.models import make_model
-from stream.models.base import BackgroundTrained, SessionModel
+from stream.models.base import DEFAULT_K, BackgroundTrained, SessionModel
 from stream.processing.core import BATCH_EVENTS, ClickProcessor, LatencyRecorder, chunked
 from stream.processing.prequential import Prequential
 from stream.progress import progress
@@ -55,7 +55,8 @@ from stream.state.items import OVERFLOW, ItemIndex
 from stream.state.sessions import DEFAULT_MAX_SESSION_ITEMS, DEFAULT_TTL_S, SessionStore
 
 PROTOCOLS = ("static", "stream", "ff19")
-CUTOFF = 20
+#: The list length K of HR@K, MRR@K, ... in the static and stream protocols.
+CUTOFF = DEFAULT_K
 
 
 def metric_keys(k: int = CUTOFF) -> list[str]:

@@ -63,6 +63,9 @@ from stream.models.item2vec import Item2Vec
 COOC = "ff19-cooc"
 HISTORIES = ("prefix", "last")
 SPLITS = ("test", "validation")
+#: FF19's list length (HR@10, MRR@10) and the seed of its test sample.
+FF19_K = 10
+FF19_SEED = 123
 
 
 def load_sequences(path: str | Path) -> list[list[str]]:
@@ -91,7 +94,7 @@ def load_sequences(path: str | Path) -> list[list[str]]:
 
 
 def ff19_split(
-    sequences: Sequence[Sequence[str]], test_size: int = 1000, seed: int = 123
+    sequences: Sequence[Sequence[str]], test_size: int = 1000, seed: int = FF19_SEED
 ) -> tuple[list[list[str]], list[tuple[int, str, str]], list[tuple[int, str, str]]]:
     """FF19's ``train_test_split``: train = every sequence minus its last item; test and
     validation = disjoint random samples of ``test_size`` last pairs.
@@ -171,8 +174,8 @@ def evaluate_ff19(
     dataset: str | Path,
     model: str,
     params: dict[str, Any] | None = None,
-    k: int = 10,
-    seed: int = 123,
+    k: int = FF19_K,
+    seed: int = FF19_SEED,
     split: str = "test",
     history: str = "prefix",
     max_history: int = 50,
@@ -308,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="../shared/data/online-retail/ff19_onlineretail_sessions.csv.gz")
     ap.add_argument("--model", default="item2vec")
     ap.add_argument("--param", action="append", default=[], help="model parameter key=value")
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--k", type=int, default=FF19_K)
+    ap.add_argument("--seed", type=int, default=FF19_SEED)
     ap.add_argument("--split", choices=SPLITS, default="test")
     ap.add_argument("--history", choices=HISTORIES, default="prefix")
     ap.add_argument("--json", action="store_true")

@@ -18,9 +18,10 @@ from monitoring.drift.lifecycle import Lifecycle
 from monitoring.drift.monitor import DriftMonitor
 from monitoring.drift.policy import POLICIES
 from stream.events import Event
-from stream.models.base import SessionModel
+from stream.models.base import DEFAULT_K, SessionModel
 from stream.processing.core import BATCH_EVENTS, ClickProcessor, chunked
-from stream.state.items import ItemIndex
+from stream.processing.prequential import DEFAULT_WINDOW
+from stream.state.items import DEFAULT_MAX_ITEMS, ItemIndex
 from stream.state.sessions import SessionStore
 
 #: Post-drift segments of :func:`compare_policies`: the first 10,000 clicks, the next 40,000, the rest.
@@ -32,7 +33,7 @@ def simulate(
     model: SessionModel,
     monitor: DriftMonitor,
     baselines: Baselines | None = None,
-    k: int = 20,
+    k: int = DEFAULT_K,
     drift_at: int | None = None,
     drift_end: int | None = None,
     sessions: SessionStore | None = None,
@@ -140,12 +141,12 @@ def compare_policies(
     make: Any,
     monitor_params: dict[str, Any],
     lifecycle: dict[str, Any] | None = None,
-    k: int = 20,
+    k: int = DEFAULT_K,
     drift_at: int | None = None,
     session_params: dict[str, Any] | None = None,
-    max_items: int = 1_000_000,
+    max_items: int = DEFAULT_MAX_ITEMS,
     policies: Sequence[str] = POLICIES,
-    window: int = 10_000,
+    window: int = DEFAULT_WINDOW,
     event_weights: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Every policy of ``policies`` on the same clicks, in one pass: one model (``make()``), monitor

@@ -35,6 +35,9 @@ import abc
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
+#: Length of a recommended list when the caller names none (the ``k`` of HR@k and MRR@k).
+DEFAULT_K = 20
+
 
 class SessionModel(abc.ABC):
     """Base class of all session models.
@@ -54,7 +57,7 @@ class SessionModel(abc.ABC):
 
     @abc.abstractmethod
     def recommend(
-        self, history: Sequence[int], timestamp: float, k: int = 20, session: int | None = None
+        self, history: Sequence[int], timestamp: float, k: int = DEFAULT_K, session: int | None = None
     ) -> list[int]:
         """Return up to ``k`` item ints, best first, for a session whose clicks are ``history``."""
 

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
-from stream.models.base import ScoringModel, SessionModel, WeightsClicks
+from stream.models.base import DEFAULT_K, ScoringModel, SessionModel, WeightsClicks
 from stream.models.pop import PopularityCounts, fill
 
 COMBINES = ("score", "rank")
@@ -258,7 +258,7 @@ class Hybrid(WeightsClicks):
         return sorted(total, key=total.__getitem__, reverse=True)[:k]  # = heapq.nlargest(k, ...)
 
     def recommend(
-        self, history: Sequence[int], timestamp: float, k: int = 20, session: int | None = None
+        self, history: Sequence[int], timestamp: float, k: int = DEFAULT_K, session: int | None = None
     ) -> list[int]:
         if k <= 0:
             return []

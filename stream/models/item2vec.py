@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.models.base import BackgroundTrained, WeightsClicks
+from stream.models.base import DEFAULT_K, BackgroundTrained, WeightsClicks
 from stream.models.pop import PopularityCounts, fill
 
 #: gensim's own defaults for the parameters this model exposes (gensim 4 names).
@@ -355,7 +355,7 @@ class Item2Vec(BackgroundTrained, WeightsClicks):
                 self.retrain()
 
     def recommend(
-        self, history: Sequence[int], timestamp: float, k: int = 20, session: int | None = None
+        self, history: Sequence[int], timestamp: float, k: int = DEFAULT_K, session: int | None = None
     ) -> list[int]:
         table = self._table  # one read: a concurrent swap cannot mix two tables
         recs: list[int] = []

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stream.models.base import WeightsClicks
+from stream.models.base import DEFAULT_K, WeightsClicks
 
 
 class PopularityCounts:
@@ -125,7 +125,7 @@ class Popularity(WeightsClicks):
         self._pop.add(item, timestamp, weight)
 
     def recommend(
-        self, history: Sequence[int], timestamp: float, k: int = 20, session: int | None = None
+        self, history: Sequence[int], timestamp: float, k: int = DEFAULT_K, session: int | None = None
     ) -> list[int]:
         if self.remind or not history:
             return self._pop.top(k)

@@ -35,7 +35,7 @@ from array import array
 from collections.abc import Sequence
 from operator import itemgetter
 
-from stream.models.base import WeightsClicks
+from stream.models.base import DEFAULT_K, WeightsClicks
 from stream.models.pop import PopularityCounts, fill
 
 WEIGHTINGS = ("div", "linear", "quadratic", "log", "same")
@@ -267,7 +267,7 @@ class _RuleModel(WeightsClicks):
         return self._rows.scores(a)
 
     def recommend(
-        self, history: Sequence[int], timestamp: float, k: int = 20, session: int | None = None
+        self, history: Sequence[int], timestamp: float, k: int = DEFAULT_K, session: int | None = None
     ) -> list[int]:
         if not history:
             return self._pop.top(k) if self.fallback else []

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from stream.events import Event
-from stream.models.base import BatchModel, SessionModel, batch_path
-from stream.processing.prequential import Prequential
+from stream.models.base import DEFAULT_K, BatchModel, SessionModel, batch_path
+from stream.processing.prequential import DEFAULT_WINDOW, Prequential
 from stream.state.items import OVERFLOW, ItemIndex
 from stream.state.sessions import Session, SessionStore
 
@@ -211,12 +211,12 @@ class ClickProcessor:
     def __init__(
         self,
         model: SessionModel,
-        k: int = 20,
+        k: int = DEFAULT_K,
         sessions: SessionStore | None = None,
         items: ItemIndex | None = None,
         monitor: Monitor | None = None,
         learn: bool = True,
-        window: int = 10_000,
+        window: int = DEFAULT_WINDOW,
         fetch: int | None = None,
         event_weights: dict[str, float] | None = None,
     ) -> None:

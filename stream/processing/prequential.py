@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from array import array
 
+from stream.models.base import DEFAULT_K
+
+#: Predictions in the sliding window of the windowed HR@k / MRR@k.
+DEFAULT_WINDOW = 10_000
+
 
 class Prequential:
     """Accumulates hits and reciprocal ranks of next-item predictions.
@@ -26,7 +31,7 @@ class Prequential:
     __slots__ = ("k", "window", "predictions", "hits", "rr_sum", "_w_hit", "_w_rr", "_pos", "_w_n",
                  "_w_hits", "_w_rr_sum")
 
-    def __init__(self, k: int = 20, window: int = 10_000) -> None:
+    def __init__(self, k: int = DEFAULT_K, window: int = DEFAULT_WINDOW) -> None:
         self.k = k
         self.window = window
         self.predictions = 0

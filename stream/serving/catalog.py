@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from stream.events import MAX_CATEGORY_CHARS, MAX_PAYLOAD_BYTES, Invalid, valid_id
+from stream.state.items import DEFAULT_MAX_ITEMS
 
 log = logging.getLogger("streamrec.catalog")
 
@@ -173,7 +174,7 @@ class Catalog:
     (False, (0, 1))
     """
 
-    def __init__(self, max_items: int = 1_000_000) -> None:
+    def __init__(self, max_items: int = DEFAULT_MAX_ITEMS) -> None:
         self.max_items = max_items
         self.items: dict[str, ItemInfo] = {}
         self.updates = 0

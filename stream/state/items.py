@@ -5,6 +5,8 @@ from __future__ import annotations
 #: Returned by :meth:`ItemIndex.intern` once the index is full: the click is scored and
 #: monitored but not learned, so memory stays bounded under a flood of new ids.
 OVERFLOW = -1
+#: Distinct items an index learns when the caller names no cap (``--max-items``).
+DEFAULT_MAX_ITEMS = 1_000_000
 
 
 class ItemIndex:
@@ -27,7 +29,7 @@ class ItemIndex:
 
     __slots__ = ("max_items", "_ids", "_names", "overflowed")
 
-    def __init__(self, max_items: int = 1_000_000) -> None:
+    def __init__(self, max_items: int = DEFAULT_MAX_ITEMS) -> None:
         if max_items < 1:
             raise ValueError("max_items must be >= 1")
         self.max_items = max_items

@@ -67,7 +67,7 @@ from types import ModuleType
 
 import numpy as np
 
-from stream.models.base import BatchModel, ScoringModel
+from stream.models.base import DEFAULT_K, BatchModel, ScoringModel
 from stream.models.pop import PopularityCounts, fill
 
 _EMPTY_I = np.empty(0, dtype=np.int64)
@@ -843,7 +843,7 @@ class KNNModel(BatchModel, ScoringModel):
         uniq, sc = sum_by_item(items, contrib)
         return uniq, self._adjust(q, uniq, sc)
 
-    def recommend(self, history: Sequence[int], timestamp: float, k: int = 20,
+    def recommend(self, history: Sequence[int], timestamp: float, k: int = DEFAULT_K,
                   session: int | None = None) -> list[int]:
         if k <= 0:
             return []
