@@ -9,6 +9,7 @@ from stream import config
 from stream.cli.common import add_command, add_shop_args, shop_kwargs, shop_label
 from stream.evaluation.datasets import FORMATS
 from stream.evaluation.synthetic import SCENARIOS
+from stream.kafka.clients import DEFAULT_PARTITIONS
 from stream.models import DEFAULT_MODEL, MODELS
 
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--events", default=200_000, type=int, help="synthetic events")
     config.add(p, "--model", default=DEFAULT_MODEL, choices=list(MODELS), help="session model")
     config.add(p, "--workers", default=1, type=int, help="worker processes in the group")
-    config.add(p, "--partitions", default=4, type=int, help="partitions of the click topic")
+    config.add(p, "--partitions", default=DEFAULT_PARTITIONS, type=int, help="partitions of the click topic")
     config.add(p, "--seed", default=0, type=int, help="synthetic generator seed")
     add_shop_args(p)
     config.add(p, "--scenario", default="none", choices=list(SCENARIOS),

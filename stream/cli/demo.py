@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "worker recommends, learns and scores itself; show live progress and end with a "
                     "summary table (--json: one JSON object as the last stdout line).")
     kafka_io.add_kafka_args(p, bootstrap_required=False)
-    config.add(p, "--topic", default="clicks", help="click topic (suffixed with a run id on the embedded broker)")
-    config.add(p, "--partitions", default=4, type=int, help="partitions of the click topic")
+    config.add(p, "--topic", default=kafka_io.DEFAULT_TOPIC, help="click topic (suffixed with a run id on the embedded broker)")
+    config.add(p, "--partitions", default=kafka_io.DEFAULT_PARTITIONS, type=int, help="partitions of the click topic")
     config.add(p, "--recommendations-topic", default=None, help="also publish every list to this topic")
     add_source_args(p, default_events=100_000)
     add_model_args(p)

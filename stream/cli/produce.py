@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                 "session id, with a progress bar; or, with --catalog FILE, send a "
                                 "catalogue file's items to the catalogue topic, keyed by item id.")
     kafka_io.add_kafka_args(p)
-    config.add(p, "--topic", default="clicks", help="topic to produce to")
-    config.add(p, "--partitions", default=4, type=int, help="partitions when creating the topic")
+    config.add(p, "--topic", default=kafka_io.DEFAULT_TOPIC, help="topic to produce to")
+    config.add(p, "--partitions", default=kafka_io.DEFAULT_PARTITIONS, type=int, help="partitions when creating the topic")
     add_source_args(p)
     c = p.add_argument_group("catalogue (instead of clicks)")
     config.add(c, "--catalog", default=None, metavar="FILE",

@@ -10,7 +10,7 @@ from stream import config
 from stream.cli.common import add_command, add_model_args, add_state_args, build_processor
 from stream.kafka import clients as kafka_io
 from stream.kafka.ordering import ORDERS
-from stream.serving.admin import DEFAULT_ADMIN_PORT
+from stream.kafka.worker import DEFAULT_GROUP, DEFAULT_METRICS_PORT, WorkerSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,37 +23,37 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "messages go to <topic>.dlq. HTTP: /metrics, /healthz, the request API (/recommendations, /items/<item_id>/similar, /openapi.json); "
                     "with an admin token, operator actions on a loopback listener of their own (streamrec admin).")
     kafka_io.add_kafka_args(p)
-    config.add(p, "--topic", default="clicks", help="click topic")
-    config.add(p, "--group", default="streamrec", help="consumer group id")
+    config.add(p, "--topic", default=kafka_io.DEFAULT_TOPIC, help="click topic")
+    config.add(p, "--group", default=DEFAULT_GROUP, help="consumer group id")
     config.add(p, "--recommendations-topic", default=None,
                help="publish every recommended list here (key: session id)")
-    config.add(p, "--metrics-port", default=8000, type=int, help="HTTP port (0: a free one; -1: off)")
-    config.add(p, "--metrics-host", default="127.0.0.1", help="HTTP bind address (0.0.0.0 in containers)")
+    config.add(p, "--metrics-port", default=DEFAULT_METRICS_PORT, type=int, help="HTTP port (0: a free one; -1: off)")
+    config.add(p, "--metrics-host", default=WorkerSettings.metrics_host, help="HTTP bind address (0.0.0.0 in containers)")
     config.add(p, "--state-dir", default=None,
                help="directory for checkpoints (model, sessions, monitor, offsets); offsets are then "
                     "committed only as far as the last checkpoint, and a restart resumes from it")
-    config.add(p, "--checkpoint-every-events", default=10_000, type=int,
+    config.add(p, "--checkpoint-every-events", default=WorkerSettings.checkpoint_every_events, type=int,
                help="checkpoint after this many consumed messages")
-    config.add(p, "--checkpoint-every-seconds", default=30.0, type=float,
+    config.add(p, "--checkpoint-every-seconds", default=WorkerSettings.checkpoint_every_seconds, type=float,
                help="... or after this many seconds, whichever comes first (and on shutdown)")
-    config.add(p, "--health-timeout", default=15.0, type=float,
+    config.add(p, "--health-timeout", default=WorkerSettings.health_timeout_s, type=float,
                help="/healthz reports degraded (503) after this many seconds without a broker answer")
     config.add(p, "--session-timeout-ms", default=None, type=int,
                help="consumer group session timeout (default 10000; 6000 in tests)")
     config.add(p, "--max-events", default=None, type=int, help="exit after this many events (testing)")
     config.add(p, "--idle-exit", default=None, type=float,
                help="exit after this many seconds without new events (testing)")
-    config.add(p, "--learn-all-partitions", default=False, action="store_true",
+    config.add(p, "--learn-all-partitions", default=WorkerSettings.learn_all_partitions, action="store_true",
                help="scale-out: also learn (not serve) the clicks of partitions other members own, "
                     "so every worker's model sees the whole stream (stream/kafka/replica.py)")
-    config.add(p, "--no-pipeline", default=False, action="store_true",
+    config.add(p, "--no-pipeline", default=not WorkerSettings.pipeline, action="store_true",
                help="session-kNN models: learn and recommend each poll on the main thread instead of "
                     "on a second thread beside the next poll (same lists either way; half the cores)")
-    config.add(p, "--click-order", default="event-time", choices=list(ORDERS),
+    config.add(p, "--click-order", default=WorkerSettings.click_order, choices=list(ORDERS),
                help="event-time: the clicks of all partitions this worker reads are merged by event time, "
                     "so a backlog is learned and scored like live traffic; fetch: as the consumer returns "
                     "them, one partition's records after another's")
-    config.add(p, "--max-order-wait", default=5.0, type=float,
+    config.add(p, "--max-order-wait", default=WorkerSettings.max_order_wait_s, type=float,
                help="seconds a lagging partition that delivers nothing may hold the others' clicks back "
                     "(event-time order)")
     g = p.add_argument_group(
@@ -65,10 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(g, "--admin-token", default=None,
                help="turn the admin routes on with this bearer token (at least 16 characters, e.g. "
                     "`openssl rand -hex 16`)")
-    config.add(g, "--admin-host", default="127.0.0.1",
+    config.add(g, "--admin-host", default=WorkerSettings.admin_host,
                help="admin listener address; anything but loopback exposes operator actions to the "
                     "network (put TLS in front)")
-    config.add(g, "--admin-port", default=DEFAULT_ADMIN_PORT, type=int, help="admin listener port (0: a free one)")
+    config.add(g, "--admin-port", default=WorkerSettings.admin_port, type=int, help="admin listener port (0: a free one)")
     config.add(p, "--summary-json", default=None,
                help="write a JSON summary here at exit (counts, HR/MRR, latency percentiles, peak RSS)")
     from stream.cli.serve_args import add_serving_args
@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stream.cli.common import build_lifecycle, build_monitor
-    from stream.kafka.worker import Worker, WorkerSettings
+    from stream.kafka.worker import Worker
 
     config.setup_logging(args.log_level, args.log_format)
     monitor = build_monitor(args)

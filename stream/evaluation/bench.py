@@ -351,7 +351,7 @@ def run_bench(
     events: int = 200_000,
     model: str = "sr",
     workers: int = 1,
-    partitions: int = 4,
+    partitions: int = kafka_io.DEFAULT_PARTITIONS,
     seed: int = 0,
     publish: bool = True,
     raw: bool = True,

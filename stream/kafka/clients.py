@@ -22,6 +22,9 @@ from stream.kafka import redact
 log = logging.getLogger("streamrec.kafka")
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
+#: The click topic, and its partitions when a command creates it (``--topic``, ``--partitions``).
+DEFAULT_TOPIC = "clicks"
+DEFAULT_PARTITIONS = 4
 
 #: Consumer timeouts that behave on both Apache Kafka and Tansu: Tansu holds
 #: joins for half the session timeout, and 0.8 x session must stay under the request timeout.

@@ -42,6 +42,9 @@ _INF = float("inf")
 #: ``event-time``: the partitions' clicks merged by event time; ``fetch``: as the consumer returns
 #: them, one partition's records after another's.
 ORDERS = ("event-time", "fetch")
+DEFAULT_ORDER = "event-time"
+#: Seconds a lagging partition that delivers nothing may hold the other partitions' clicks back.
+DEFAULT_MAX_WAIT_S = 5.0
 #: Records an :class:`EventTimeMerge` holds in all (a few tens of MB of records and events).
 MAX_BUFFERED = 100_000
 
@@ -144,7 +147,7 @@ class EventTimeMerge:
     """
 
     def __init__(self, time_of: Callable[[Any], float | None], max_buffered: int = MAX_BUFFERED,
-                 max_wait_s: float = 5.0, order: str = "event-time", idle_wait_s: float = 0.25,
+                 max_wait_s: float = DEFAULT_MAX_WAIT_S, order: str = DEFAULT_ORDER, idle_wait_s: float = 0.25,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if max_buffered < 1 or max_wait_s < 0:
             raise ValueError("max_buffered must be >= 1 and max_wait_s >= 0")

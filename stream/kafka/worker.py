@@ -33,7 +33,7 @@ from stream.events import Event, Invalid, decode
 from stream.kafka import clients as kafka_io
 from stream.kafka import membership
 from stream.kafka.gcfreeze import GcFreezer
-from stream.kafka.ordering import ORDERS, EventTimeMerge, Released
+from stream.kafka.ordering import DEFAULT_MAX_WAIT_S, DEFAULT_ORDER, ORDERS, EventTimeMerge, Released
 from stream.processing.core import ClickProcessor, Run
 from stream.serving.admin import DEFAULT_ADMIN_PORT, AdminHandler, MainLoopCalls
 from stream.serving.http import HttpServer, Routes
@@ -56,6 +56,9 @@ GATE_EVERY_CLICKS = 64
 GATE_RUN_CLICKS = 256
 #: Seconds after a model query had to wait during which runs stay short.
 GATE_RECENT_S = 2.0
+#: ``streamrec worker``'s consumer group and HTTP port when its flags name none.
+DEFAULT_GROUP = "streamrec"
+DEFAULT_METRICS_PORT = 8000
 
 
 def _event_time(value: Any) -> float | None:
@@ -65,7 +68,8 @@ def _event_time(value: Any) -> float | None:
 
 @dataclass
 class WorkerSettings:
-    """Everything the worker loop needs besides the processor."""
+    """Everything the worker loop needs besides the processor; ``streamrec worker``'s flags take
+    their defaults from these fields."""
 
     client: dict[str, Any]
     topic: str
@@ -80,14 +84,14 @@ class WorkerSettings:
     idle_exit_s: float | None = None  # stop after this long with nothing to read
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
     state_dir: str | None = None  # checkpoints (stream/state/checkpoint.py); None: commit after every batch
-    checkpoint_every_events: int = 10_000
-    checkpoint_every_seconds: float = 30.0
+    checkpoint_every_events: int = ckpt.EVERY_EVENTS
+    checkpoint_every_seconds: float = ckpt.EVERY_SECONDS
     health_timeout_s: float = 15.0  # /healthz is degraded after this long without a broker answer
     commit_timeout_ms: int = 5_000  # a commit during a broker stall gives up (and retries later)
     learn_all_partitions: bool = False  # scale-out: also learn other members' clicks (stream/kafka/replica.py)
     pipeline: bool = True  # session-kNN: a poll's learning + queries overlap the next poll (see _Pending)
-    click_order: str = "event-time"  # the partitions' clicks merged by event time, or as fetched
-    max_order_wait_s: float = 5.0  # how long a lagging partition that delivers nothing holds the rest
+    click_order: str = DEFAULT_ORDER  # the partitions' clicks merged by event time, or as fetched
+    max_order_wait_s: float = DEFAULT_MAX_WAIT_S  # how long a lagging partition that delivers nothing holds the rest
     admin_token: str | None = field(default=None, repr=False)  # None: the /admin/ routes are off
     admin_host: str = "127.0.0.1"  # the admin listener's address (stream/serving/admin.py)
     admin_port: int = DEFAULT_ADMIN_PORT

@@ -53,6 +53,9 @@ FORMAT_VERSION = 2
 _HEADER = struct.Struct(">HQ32s")
 CURRENT = "state.ckpt"
 PREVIOUS = "state.ckpt.prev"
+#: A checkpoint is due after this many consumed messages or seconds, whichever comes first.
+EVERY_EVENTS = 10_000
+EVERY_SECONDS = 30.0
 
 #: The parts of a ClickProcessor that make up its state (the latency ring is not state).
 PROCESSOR_FIELDS = ("model", "sessions", "items", "preq", "monitor", "events", "_known")
@@ -309,8 +312,8 @@ class Checkpointer:
     [6, 7]
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str] | None, every_events: int = 10_000,
-                 every_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, state_dir: str | os.PathLike[str] | None, every_events: int = EVERY_EVENTS,
+                 every_seconds: float = EVERY_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.files = SnapshotFiles(state_dir) if state_dir is not None else None
         self.every_events = every_events
         self.every_seconds = every_seconds
