@@ -6,8 +6,10 @@ import argparse
 import logging
 
 from stream import config
-from stream.cli.common import add_command, add_shop_args, shop_kwargs, shop_label
+from stream.cli.common import SYNTHETIC_DEFAULTS, add_command, add_shop_args, shop_kwargs, shop_label
+from stream.evaluation.bench import DEFAULT_EVENTS
 from stream.evaluation.datasets import FORMATS
+from stream.evaluation.httpload import DEFAULT_CONNECTIONS, DEFAULT_DURATION_S
 from stream.evaluation.synthetic import SCENARIOS
 from stream.kafka.clients import DEFAULT_PARTITIONS
 from stream.models import DEFAULT_MODEL, MODELS
@@ -21,13 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(score, learn, recommend, drift monitor, metrics) until all N are processed, "
                     "and again publishing every list. With --workers > 1 the workers run with "
                     "--learn-all-partitions (stream/kafka/replica.py). Prints a table, or one JSON line with --json.")
-    config.add(p, "--events", default=200_000, type=int, help="synthetic events")
+    config.add(p, "--events", default=DEFAULT_EVENTS, type=int, help="synthetic events")
     config.add(p, "--model", default=DEFAULT_MODEL, choices=list(MODELS), help="session model")
     config.add(p, "--workers", default=1, type=int, help="worker processes in the group")
     config.add(p, "--partitions", default=DEFAULT_PARTITIONS, type=int, help="partitions of the click topic")
-    config.add(p, "--seed", default=0, type=int, help="synthetic generator seed")
+    config.add(p, "--seed", default=SYNTHETIC_DEFAULTS["seed"], type=int, help="synthetic generator seed")
     add_shop_args(p)
-    config.add(p, "--scenario", default="none", choices=list(SCENARIOS),
+    config.add(p, "--scenario", default=SYNTHETIC_DEFAULTS["scenario"], choices=list(SCENARIOS),
                help="synthetic drift scenario (e.g. new-catalog: the workers' drift monitor raises "
                     "retraining due and, with the default --on-drift challenger, a challenger runs in shadow)")
     config.add(p, "--drift-at", default=None, type=int, help="event index where the drift starts (default: half-way)")
@@ -50,8 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="instead: the request API under load from wrk in a second process, against "
                         "an idle worker and one consuming --events at full speed from a one-partition topic "
                         "(stream/evaluation/httpload.py)")
-    config.add(p, "--http-duration", default=8.0, type=float, help="--http-load: seconds per wrk run")
-    config.add(p, "--http-connections", default=16, type=int,
+    config.add(p, "--http-duration", default=DEFAULT_DURATION_S, type=float, help="--http-load: seconds per wrk run")
+    config.add(p, "--http-connections", default=DEFAULT_CONNECTIONS, type=int,
                help="--http-load: wrk connections for GET (POST uses a quarter of them under load)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line (last line)")
     config.add_logging(p)

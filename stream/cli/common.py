@@ -63,11 +63,13 @@ def add_state_args(parser: argparse.ArgumentParser) -> None:
                help="distinct items learned; clicks on further new items are scored but not learned")
 
 
-#: The generator's own defaults for the shop's shape (``SyntheticStream`` argument -> value).
-SHOP_DEFAULTS: dict[str, Any] = {
-    name: inspect.signature(SyntheticStream).parameters[name].default
-    for name in ("n_items", "zipf", "mean_session_length")
+#: The synthetic generator's own defaults (``SyntheticStream`` argument -> value), which its flags show.
+SYNTHETIC_DEFAULTS: dict[str, Any] = {
+    name: param.default for name, param in inspect.signature(SyntheticStream).parameters.items()
+    if param.default is not inspect.Parameter.empty
 }
+#: The part of :data:`SYNTHETIC_DEFAULTS` that shapes the shop (:func:`add_shop_args`).
+SHOP_DEFAULTS: dict[str, Any] = {name: SYNTHETIC_DEFAULTS[name] for name in ("n_items", "zipf", "mean_session_length")}
 
 
 def add_shop_args(group: Any) -> None:

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--topic", default=kafka_io.DEFAULT_TOPIC, help="click topic (suffixed with a run id on the embedded broker)")
     config.add(p, "--partitions", default=kafka_io.DEFAULT_PARTITIONS, type=int, help="partitions of the click topic")
     config.add(p, "--recommendations-topic", default=None, help="also publish every list to this topic")
-    add_source_args(p, default_events=100_000)
+    add_source_args(p)
     add_model_args(p)
     add_state_args(p)
     drift_config.add_arguments(p)

@@ -6,20 +6,20 @@ import argparse
 import sys
 
 from stream import config
-from stream.cli.common import add_command, add_shop_args, read_dataset, shop_kwargs
+from stream.cli.common import SYNTHETIC_DEFAULTS, add_command, add_shop_args, read_dataset, shop_kwargs
 from stream.evaluation.datasets import FORMATS
 from stream.evaluation.synthetic import SCENARIOS, SyntheticStream
 from stream.kafka import clients as kafka_io
 
 
-def add_source_args(p: argparse.ArgumentParser, default_events: int = 100_000) -> None:
+def add_source_args(p: argparse.ArgumentParser, default_events: int = SYNTHETIC_DEFAULTS["events"]) -> None:
     g = p.add_argument_group("source (one of --synthetic / --dataset)")
     g.add_argument("--synthetic", action="store_true", help="use the synthetic click generator")
     config.add(g, "--events", default=default_events, type=int, help="synthetic events to generate")
-    config.add(g, "--seed", default=0, type=int, help="synthetic generator seed")
-    config.add(g, "--scenario", default="none", choices=list(SCENARIOS), help="synthetic drift scenario")
+    config.add(g, "--seed", default=SYNTHETIC_DEFAULTS["seed"], type=int, help="synthetic generator seed")
+    config.add(g, "--scenario", default=SYNTHETIC_DEFAULTS["scenario"], choices=list(SCENARIOS), help="synthetic drift scenario")
     config.add(g, "--drift-at", default=None, type=int, help="event index where the drift starts")
-    config.add(g, "--drift-length", default=100_000, type=int, help="events over which a gradual drift ramps")
+    config.add(g, "--drift-length", default=SYNTHETIC_DEFAULTS["drift_length"], type=int, help="events over which a gradual drift ramps")
     add_shop_args(g)
     config.add(g, "--dataset", default=None, help="dataset file (or folder, for online-retail)")
     config.add(g, "--format", default=None, choices=list(FORMATS), help="dataset format")

@@ -24,6 +24,7 @@ from typing import Any
 
 from monitoring.drift import config as drift_config
 from stream.cli.common import (
+    SYNTHETIC_DEFAULTS,
     add_command,
     add_model_args,
     add_shop_args,
@@ -46,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add(g, "--scenario", default=None, choices=list(SCENARIOS), help="synthetic drift scenario")
     add(g, "--events", default=400_000, type=int, help="synthetic events to generate")
     add(g, "--drift-at", default=None, type=int, help="event index where the drift starts (default: half-way)")
-    add(g, "--drift-length", default=100_000, type=int, help="events over which a gradual drift ramps")
-    add(g, "--seed", default=0, type=int, help="synthetic generator seed")
+    add(g, "--drift-length", default=SYNTHETIC_DEFAULTS["drift_length"], type=int, help="events over which a gradual drift ramps")
+    add(g, "--seed", default=SYNTHETIC_DEFAULTS["seed"], type=int, help="synthetic generator seed")
     add_shop_args(g)
     add(g, "--dataset", default=None, help="dataset file or folder, replayed in event-time order")
     add(g, "--format", default="rsc15", choices=list(FORMATS), help="dataset format")

@@ -56,6 +56,9 @@ from stream.kafka.broker import EmbeddedBroker, free_port
 from stream.kafka.producer import produce_events
 from stream.kafka.summary import vm_kb
 
+#: Clicks a benchmark produces and processes (``streamrec bench --events``).
+DEFAULT_EVENTS = 200_000
+
 #: The keys of the ``--json`` line (tests pin them).
 JSON_KEYS = (
     "model", "workers", "partitions", "events_produced", "events_processed", "raw_events_per_s",
@@ -348,7 +351,7 @@ class BenchResult:
 
 
 def run_bench(
-    events: int = 200_000,
+    events: int = DEFAULT_EVENTS,
     model: str = "sr",
     workers: int = 1,
     partitions: int = kafka_io.DEFAULT_PARTITIONS,

@@ -186,6 +186,9 @@ def _processed(w: Any) -> int | None:
     return None if h is None else int(h["events_processed"])
 
 
+#: Seconds per wrk run and wrk connections for GET (``--http-duration``, ``--http-connections``).
+DEFAULT_DURATION_S = 8.0
+DEFAULT_CONNECTIONS = 16
 #: Sessions the GET requests ask for: they click all through the stream, so they stay live.
 PROBE = "probe-"
 PROBES = 200
@@ -213,8 +216,9 @@ def with_probes(events: list[Event]) -> list[Event]:
     return out
 
 
-def run_http_load(events: int = 300_000, model: str = "vstan", duration_s: float = 8.0, threads: int = 2,
-                  connections: int = 16, post_connections: int = 4, partitions: int = 1, seed: int = 0,
+def run_http_load(events: int = 300_000, model: str = "vstan", duration_s: float = DEFAULT_DURATION_S,
+                  threads: int = 2, connections: int = DEFAULT_CONNECTIONS, post_connections: int = 4,
+                  partitions: int = 1, seed: int = 0,
                   worker_args: list[str] | None = None, bootstrap: str | None = None) -> HttpLoadResult:
     from stream.evaluation.bench import _start_worker, _stop
 
