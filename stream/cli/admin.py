@@ -13,6 +13,9 @@ from stream.cli.common import add_command
 from stream.serving.admin import DEFAULT_ADMIN_PORT
 
 ACTIONS = ("status", "retrain", "promote", "acknowledge")
+#: Who acts when ``--by`` names no one, and seconds to wait for the worker's answer.
+DEFAULT_BY = "operator"
+REQUEST_TIMEOUT_S = 30.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,13 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                help="bearer token (the worker's --admin-token); prefer the environment variable",
                env="STREAMREC_ADMIN_TOKEN")
     p.add_argument("--reason", default="", help="why (logged with the action; retrain, acknowledge)")
-    config.add(p, "--by", default="operator", help="who acts (logged with the action)", env="STREAMREC_ADMIN_BY")
-    p.add_argument("--timeout", default=30.0, type=float,
-                   help="seconds to wait for the worker's answer (default: 30)")
+    config.add(p, "--by", default=DEFAULT_BY, help="who acts (logged with the action)", env="STREAMREC_ADMIN_BY")
+    p.add_argument("--timeout", default=REQUEST_TIMEOUT_S, type=float,
+                   help=f"seconds to wait for the worker's answer (default: {REQUEST_TIMEOUT_S:g})")
 
 
-def request(url: str, action: str, token: str, reason: str = "", by: str = "operator",
-            timeout: float = 30.0) -> tuple[int, dict]:
+def request(url: str, action: str, token: str, reason: str = "", by: str = DEFAULT_BY,
+            timeout: float = REQUEST_TIMEOUT_S) -> tuple[int, dict]:
     """(HTTP status, JSON body) of one admin call; ``OSError`` if the worker cannot be reached."""
     body = None
     if action != "status":

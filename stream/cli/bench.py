@@ -8,7 +8,7 @@ import logging
 from stream import config
 from stream.cli.common import SYNTHETIC_DEFAULTS, add_command, add_shop_args, shop_kwargs, shop_label
 from stream.evaluation.bench import DEFAULT_EVENTS
-from stream.evaluation.datasets import FORMATS
+from stream.evaluation.datasets import DEFAULT_FORMAT, FORMATS
 from stream.evaluation.httpload import DEFAULT_CONNECTIONS, DEFAULT_DURATION_S
 from stream.evaluation.synthetic import SCENARIOS
 from stream.kafka.clients import DEFAULT_PARTITIONS
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--dataset", default=None,
                help="replay this real click log (time order, at most --events) instead of synthetic "
                     "clicks, e.g. ../shared/data/yoochoose-100k/yoochoose-clicks-100k_train_full.txt")
-    config.add(p, "--format", default="rsc15", choices=list(FORMATS), help="format of --dataset")
+    config.add(p, "--format", default=DEFAULT_FORMAT, choices=list(FORMATS), help="format of --dataset")
     config.add(p, "--bootstrap-servers", default=None,
                help="use this Kafka instead of starting the embedded broker")
     p.add_argument("--no-publish", action="store_true", help="skip the run with --recommendations-topic")

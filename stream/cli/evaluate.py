@@ -18,7 +18,7 @@ from typing import Any
 
 from stream.cli.common import add_command
 from stream.config import add
-from stream.evaluation.datasets import FORMATS, DatasetError
+from stream.evaluation.datasets import DEFAULT_FORMAT, FORMATS, DatasetError
 from stream.evaluation.ff19 import FF19_K
 from stream.models import DEFAULT_MODEL, MODELS, parse_params
 from stream.models.base import DEFAULT_K
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add(p, "--stream", default=None, nargs="+", metavar="FILE",
         help="stream: file(s) replayed as one stream in the order given (env: comma-separated)")
     add(p, "--dataset", default=None, help="ff19: dataset path")
-    add(p, "--format", default="rsc15", choices=list(FORMATS), help="dataset format")
+    add(p, "--format", default=DEFAULT_FORMAT, choices=list(FORMATS), help="dataset format")
     add(p, "--model", default=DEFAULT_MODEL, choices=[*MODELS, "ff19-cooc"],
         help="model to evaluate (ff19-cooc: FF19's co-occurrence baseline, --protocol ff19 only)")
     add(p, "--param", default=None, action="append", metavar="KEY=VALUE",

@@ -34,7 +34,7 @@ from stream.cli.common import (
     shop_label,
 )
 from stream.config import add, add_logging, setup_logging
-from stream.evaluation.datasets import FORMATS
+from stream.evaluation.datasets import DEFAULT_FORMAT, FORMATS
 from stream.evaluation.synthetic import SCENARIOS
 
 HELP = "run a synthetic scenario or a dataset through the model and the drift monitor, no Kafka"
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add(g, "--seed", default=SYNTHETIC_DEFAULTS["seed"], type=int, help="synthetic generator seed")
     add_shop_args(g)
     add(g, "--dataset", default=None, help="dataset file or folder, replayed in event-time order")
-    add(g, "--format", default="rsc15", choices=list(FORMATS), help="dataset format")
+    add(g, "--format", default=DEFAULT_FORMAT, choices=list(FORMATS), help="dataset format")
     add(g, "--limit", default=None, type=int, help="dataset: replay at most N events")
     add_model_args(p)
     add_state_args(p)

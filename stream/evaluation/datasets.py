@@ -44,6 +44,8 @@ import orjson
 from stream.events import Event, Invalid, validate
 
 FORMATS = ("rsc15", "diginetica", "diginetica-purchases", "retailrocket", "online-retail", "csv", "jsonl")
+#: The format a command reads when ``--format`` names none: session-rec's YooChoose files.
+DEFAULT_FORMAT = "rsc15"
 SESSION_GAP_S = 30 * 60.0
 
 

@@ -44,7 +44,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from stream.evaluation.datasets import read_events
+from stream.evaluation.datasets import DEFAULT_FORMAT, read_events
 from stream.events import Event
 from stream.models import make_model
 from stream.models.base import DEFAULT_K, BackgroundTrained, SessionModel
@@ -210,7 +210,7 @@ def fit(
 def evaluate_static(
     train: str | Path,
     test: str | Path,
-    fmt: str = "rsc15",
+    fmt: str = DEFAULT_FORMAT,
     model: str | SessionModel = "sr",
     params: dict[str, Any] | None = None,
     k: int = CUTOFF,
@@ -309,7 +309,7 @@ def _stream_events(paths: Sequence[str | Path], fmt: str, order: str) -> Iterato
 
 def evaluate_stream(
     paths: str | Path | Sequence[str | Path] | None = None,
-    fmt: str = "rsc15",
+    fmt: str = DEFAULT_FORMAT,
     model: str | SessionModel = "sr",
     params: dict[str, Any] | None = None,
     k: int = CUTOFF,
