@@ -42,6 +42,7 @@ _INF = float("inf")
 #: ``event-time``: the partitions' clicks merged by event time; ``fetch``: as the consumer returns
 #: them, one partition's records after another's.
 ORDERS = ("event-time", "fetch")
+#: The order a worker reads in unless ``--click-order`` says otherwise.
 DEFAULT_ORDER = "event-time"
 #: Seconds a lagging partition that delivers nothing may hold the other partitions' clicks back.
 DEFAULT_MAX_WAIT_S = 5.0
