@@ -31,29 +31,40 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-def test_new_catalog_sets_retraining_due_on_metrics(broker, unique) -> None:
-    cfg = {"bootstrap_servers": broker.bootstrap}
-    topic = f"drift-{unique}"
-    kafka_io.ensure_topic(cfg, topic, 1)
+def start_worker(broker, topic: str, group: str, *flags: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A ``streamrec worker`` subprocess (model sr) on a fresh one-partition ``topic``, and its metrics port."""
+    kafka_io.ensure_topic({"bootstrap_servers": broker.bootstrap}, topic, 1)
     port = free_port()
     worker = subprocess.Popen(
         [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", broker.bootstrap,
-         "--topic", topic, "--group", f"g-{unique}", "--model", "sr", "--metrics-port", str(port),
-         "--on-drift", "alert", "--reference-events", "5000", "--check-every", "250",
-         "--drift-warmup", "500", "--session-timeout-ms", "6000", "--log-level", "WARNING"],
+         "--topic", topic, "--group", group, "--model", "sr", "--metrics-port", str(port), *flags,
+         "--session-timeout-ms", "6000", "--log-level", "WARNING"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return worker, port
+
+
+def metrics_after(worker: subprocess.Popen[bytes], port: int, events: int, timeout_s: float = 90) -> dict[str, float]:
+    """The worker's metrics once it has processed ``events`` clicks (or when ``timeout_s`` runs out)."""
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            pytest.fail(f"worker exited: {worker.stderr.read().decode()[-3000:]}")
+        seen = scrape(port)
+        if seen.get("streamrec_events_processed_total", 0) >= events:
+            break
+        time.sleep(0.5)
+    return seen
+
+
+def test_new_catalog_sets_retraining_due_on_metrics(broker, unique) -> None:
+    topic = f"drift-{unique}"
+    worker, port = start_worker(broker, topic, f"g-{unique}", "--on-drift", "alert", "--reference-events", "5000",
+                                "--check-every", "250", "--drift-warmup", "500")
     try:
         events = SyntheticStream(events=12_000, seed=1, scenario="new-catalog", drift_at=8_000)
-        produce_events(cfg, topic, events, show_progress=False)
-        seen: dict[str, float] = {}
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if worker.poll() is not None:
-                pytest.fail(f"worker exited: {worker.stderr.read().decode()[-3000:]}")
-            seen = scrape(port)
-            if seen.get("streamrec_events_processed_total", 0) >= 12_000:
-                break
-            time.sleep(0.5)
+        produce_events({"bootstrap_servers": broker.bootstrap}, topic, events, show_progress=False)
+        seen = metrics_after(worker, port, 12_000)
         assert seen.get("streamrec_events_processed_total") == 12_000
         assert seen["streamrec_retraining_due"] == 1.0
         assert seen['streamrec_drift_detected{signal="new_items"}'] == 1.0
@@ -70,29 +81,14 @@ def test_the_worker_promotes_a_better_challenger_by_default(broker, unique) -> N
     test, is promoted, and retraining due clears; the lifecycle's metrics say so."""
     from tests.test_lifecycle import _switch
 
-    cfg = {"bootstrap_servers": broker.bootstrap}
     topic = f"challenger-{unique}"
-    kafka_io.ensure_topic(cfg, topic, 1)
-    port = free_port()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", broker.bootstrap,
-         "--topic", topic, "--group", f"g-{unique}", "--model", "sr", "--metrics-port", str(port),
-         "--reference-events", "5000", "--check-every", "500", "--persistence", "3", "--buffer-events", "5000",
-         "--drift-warmup", "500", "--challenger-share", "1.0", "--session-timeout-ms", "6000",
-         "--log-level", "WARNING"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    worker, port = start_worker(broker, topic, f"g-{unique}", "--reference-events", "5000", "--check-every", "500",
+                                "--persistence", "3", "--buffer-events", "5000", "--drift-warmup", "500",
+                                "--challenger-share", "1.0")
     try:
         events = _switch(n=20_000, at=12_000)
-        produce_events(cfg, topic, events, show_progress=False)
-        seen: dict[str, float] = {}
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if worker.poll() is not None:
-                pytest.fail(f"worker exited: {worker.stderr.read().decode()[-3000:]}")
-            seen = scrape(port)
-            if seen.get("streamrec_events_processed_total", 0) >= len(events):
-                break
-            time.sleep(0.5)
+        produce_events({"bootstrap_servers": broker.bootstrap}, topic, events, show_progress=False)
+        seen = metrics_after(worker, port, len(events))
         assert seen.get("streamrec_events_processed_total") == len(events)
         assert seen["streamrec_model_promotions_total"] >= 1
         assert seen["streamrec_drift_acknowledgements_total"] == 0
