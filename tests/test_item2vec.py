@@ -145,6 +145,23 @@ def test_retrain_from_the_policy_buffer_groups_clicks_into_sessions():
     assert not m._buffer  # the policy's clicks train the model, they are not its own learning
 
 
+def test_retrain_from_trains_in_this_thread_when_not_in_background():
+    m = tiny(background=False)
+    clicks = [(key, item, float(t)) for t, (key, s) in enumerate(enumerate(CLUSTERS * 30)) for item in s]
+    assert m.retrain_from(clicks) == 240
+    assert m.trained and not m.training and m._thread is None  # served from the next click on
+    assert set(m.recommend([10], 0.0, k=3)) == {11, 12, 13}
+
+
+def test_replays_train_batch_models_synchronously():
+    from stream.evaluation.simulate import replayed
+
+    m = replayed(tiny())
+    assert m.background is False and m.clone().background is False  # a challenger's clone too
+    sr = make_model("sr")
+    assert replayed(sr) is sr
+
+
 def test_a_stale_training_never_replaces_a_newer_table():
     m = tiny()
     m._started = 2

@@ -18,7 +18,7 @@ from monitoring.drift.lifecycle import Lifecycle
 from monitoring.drift.monitor import DriftMonitor
 from monitoring.drift.policy import POLICIES
 from stream.events import Event
-from stream.models.base import DEFAULT_K, SessionModel
+from stream.models.base import DEFAULT_K, BackgroundTrained, SessionModel
 from stream.processing.core import BATCH_EVENTS, ClickProcessor, chunked
 from stream.processing.prequential import DEFAULT_WINDOW
 from stream.state.items import DEFAULT_MAX_ITEMS, ItemIndex
@@ -26,6 +26,16 @@ from stream.state.sessions import SessionStore
 
 #: Post-drift segments of :func:`compare_policies`: the first 10,000 clicks, the next 40,000, the rest.
 SEGMENTS = (10_000, 40_000)
+
+
+def replayed(model: SessionModel) -> SessionModel:
+    """``model`` set up for a replay: a batch model trains synchronously, so its new tables serve
+    from the click at which the training was asked for. In a background thread they would arrive
+    a training's wall-clock time later, which a replay running far faster than a live stream turns
+    into tens of thousands of clicks, and a different number on every run."""
+    if isinstance(model, BackgroundTrained):
+        model.background = False
+    return model
 
 
 def simulate(
@@ -58,7 +68,7 @@ def simulate(
     >>> out["events"], 12_000 < out["retraining_due_at"] <= 16_000, out["retrains"] >= 1
     (20000, True, True)
     """
-    processor = ClickProcessor(model, k=k, sessions=sessions, items=items,
+    processor = ClickProcessor(replayed(model), k=k, sessions=sessions, items=items,
                                monitor=monitor if baselines is None else Tee(monitor, baselines),
                                event_weights=event_weights)
     monitor.attach(processor)
@@ -168,7 +178,7 @@ def compare_policies(
     tracks: list[_Track] = []
     for name in policies:
         monitor = DriftMonitor(**monitor_params)
-        processor = ClickProcessor(make(), k=k, sessions=SessionStore(**(session_params or {})),
+        processor = ClickProcessor(replayed(make()), k=k, sessions=SessionStore(**(session_params or {})),
                                    items=ItemIndex(max_items), monitor=monitor, event_weights=event_weights)
         monitor.attach(processor)
         params = dict(lifecycle or {})

@@ -156,6 +156,9 @@ class BackgroundTrained(SessionModel):
     """A model trained in batch on what :meth:`learn_one` buffered, in a background thread, that
     swaps its own tables when a training ends (item2vec)."""
 
+    #: Train in a background thread (the worker: serving never waits) or synchronously (replays,
+    #: whose figures then do not depend on how fast the replay runs against the training).
+    background: bool
     #: Wall-clock time of the last finished training, ``None`` before the first.
     trained_at: float | None
     #: Seconds the last training took, and how many have finished.

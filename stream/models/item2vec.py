@@ -189,8 +189,8 @@ class Item2Vec(BackgroundTrained, WeightsClicks):
         If > 0, retrain again every this many learned clicks after the last training started.
         0: only when asked (e.g. by the drift policy, through :meth:`retrain_from`).
     background
-        For the automatic trainings: in a background thread (``True``) or synchronously inside
-        ``learn_one`` (``False``: reproducible, for offline replays).
+        Trainings (automatic, and the drift policy's :meth:`retrain_from`) in a background thread
+        (``True``) or synchronously (``False``: reproducible, for offline replays).
     half_life
         Half-life in event-time seconds of the popularity used as fallback (``None``: plain
         counts).
@@ -479,7 +479,8 @@ class Item2Vec(BackgroundTrained, WeightsClicks):
         timestamp)`` clicks (e.g. its buffer of recent clicks), grouped into sessions in order.
 
         The current table serves until the new one is swapped in (a training already running
-        finishes first). Returns the clicks handed to the training.
+        finishes first); with ``background=False`` it trains here and swaps before returning.
+        Returns the clicks handed to the training.
         """
         sessions: dict[int, list[int]] = {}
         n = 0
@@ -487,6 +488,10 @@ class Item2Vec(BackgroundTrained, WeightsClicks):
             if item >= 0:
                 sessions.setdefault(key, []).append(item)
                 n += 1
+        if not self.background:
+            self._since_train = 0
+            self.fit(sessions.values())
+            return n
         return n if self.start_retrain(sessions.values()) else 0
 
     def _train_in_background(self, sessions: list[list[int]], generation: int) -> None:
