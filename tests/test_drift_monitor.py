@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from monitoring.drift import DriftMonitor
+from monitoring.drift.exporter import DriftCollector
 from monitoring.drift.lifecycle import Lifecycle
 from stream.evaluation.synthetic import SyntheticStream
 from stream.events import Event
@@ -104,7 +105,7 @@ def test_retrain_lets_a_later_drift_be_detected():
 def test_collector_exports_the_contract_metrics():
     m, _ = run("new-catalog", events=13_000)
     registry = CollectorRegistry()
-    registry.register(m.collector())
+    registry.register(DriftCollector(m))
     text = generate_latest(registry).decode()
     assert "streamrec_retraining_due 1.0" in text
     assert 'streamrec_drift_detected{signal="new_items"} 1.0' in text

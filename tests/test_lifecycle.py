@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from monitoring.drift.challenger import Challenger, EProcess
+from monitoring.drift.exporter import LifecycleCollector
 from monitoring.drift.lifecycle import ABSORBED, ACKNOWLEDGED, PROMOTED, Lifecycle
 from monitoring.drift.monitor import DriftMonitor
 from stream.evaluation.synthetic import SyntheticStream
@@ -145,7 +146,7 @@ def test_manual_promotion_waits_then_the_operator_promotes():
     assert life.state == "waiting", life.status()
     assert p.model is champion and life.status()["challenger"]["waiting"]
     reg = CollectorRegistry()
-    reg.register(life.collector())
+    reg.register(LifecycleCollector(life))
     assert "streamrec_challenger_waiting 1.0" in generate_latest(reg).decode()
     out = life.promote(by="alice")
     assert p.model is not champion and out["state"] in ("watching", "due")
@@ -199,7 +200,7 @@ def test_checkpoint_round_trip_restores_the_lifecycle_and_its_challenger():
     fresh = Lifecycle(DriftMonitor(**SMALL), q)
     fresh.attach(q)
     fresh.load_state_dict(state["lifecycle"])
-    assert fresh.monitor is q.monitor and fresh._on_due in q.monitor.subscribers
+    assert fresh.monitor is q.monitor and fresh.on_due in q.monitor.subscribers
     assert fresh.state == life.state == "challenging" and q.shadow is fresh.challenger
     assert fresh.challenger.clicks == life.challenger.clicks
     assert [a["action"] for a in fresh.actions] == [a["action"] for a in life.actions]
@@ -230,7 +231,7 @@ def test_the_challenger_batch_path_pairs_like_the_click_path():
 def test_lifecycle_metrics_names():
     _, life = _processor()
     reg = CollectorRegistry()
-    reg.register(life.collector())
+    reg.register(LifecycleCollector(life))
     text = generate_latest(reg).decode()
     for name in ("streamrec_challenger_active 0.0", "streamrec_challenger_waiting 0.0",
                  "streamrec_challenger_hit_rate_gain 0.0", "streamrec_model_promotions_total 0.0",

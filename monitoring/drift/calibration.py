@@ -56,6 +56,33 @@ class Calibration(NamedTuple):
         return (1 + n - int(np.searchsorted(null, score, side="left"))) / (n + 1)
 
 
+def _window_sums(blocks: np.ndarray, window_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's total counts and those of every run of ``window_blocks`` consecutive
+    sub-blocks (stride one sub-block)."""
+    csum = np.vstack([np.zeros((1, blocks.shape[1])), np.cumsum(blocks, axis=0)])
+    return csum[-1], csum[window_blocks:] - csum[:-window_blocks]
+
+
+def _run_minima(scores: np.ndarray, persistence: int, step: int) -> np.ndarray:
+    """The minimum over each run of ``persistence`` checks ``step`` scores apart: what the
+    persistence rule sees (a run is over the threshold when its minimum is)."""
+    span = (persistence - 1) * step
+    m = len(scores) - span
+    runs = scores[:m].copy()
+    for i in range(1, persistence):
+        runs = np.minimum(runs, scores[i * step: m + i * step])
+    return runs
+
+
+def _tail(ordered: np.ndarray, tail: float) -> tuple[float, float, float]:
+    """The exponential tail fitted to the top ``tail`` of the sorted ``ordered``: where it starts
+    ``u``, its scale ``beta`` (the mean excess over ``u``) and the share of values above ``u``."""
+    u = float(np.quantile(ordered, 1.0 - tail))
+    above = ordered[ordered > u]
+    beta = float((above - u).mean()) if len(above) else 0.0
+    return u, beta, len(above) / len(ordered)
+
+
 def calibrate(
     blocks: np.ndarray,
     score: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -110,9 +137,8 @@ def calibrate(
     n = len(blocks)
     if n < 4 * window_blocks or blocks.sum() == 0:
         return None
-    csum = np.vstack([np.zeros((1, blocks.shape[1])), np.cumsum(blocks, axis=0)])
-    windows = csum[window_blocks:] - csum[:-window_blocks]
-    rest = csum[-1] - windows
+    total, windows = _window_sums(blocks, window_blocks)
+    rest = total - windows
     all_scores = score(rest, windows)
     scores = all_scores[np.isfinite(all_scores)]
     if len(scores) == 0:
@@ -122,18 +148,13 @@ def calibrate(
     step = window_blocks if stride is None else stride
     span = (persistence - 1) * step
     if persistence > 1 and len(all_scores) > span:
-        runs = all_scores[: len(all_scores) - span].copy()
-        for i in range(1, persistence):
-            runs = np.minimum(runs, all_scores[i * step: len(all_scores) - span + i * step])
+        runs = _run_minima(all_scores, persistence, step)
         if np.isfinite(runs).any():
             run_max = float(np.nanmax(runs))
     threshold = max(q, run_max, floor)
     null = np.sort(scores)
-    u = float(np.quantile(null, 1.0 - tail))
-    above = null[null > u]
-    beta = float((above - u).mean()) if len(above) else 0.0
     return Calibration(threshold, float(scores.mean()), float(scores.std()), q, run_max, len(scores),
-                       null, u, beta, len(above) / len(null))
+                       null, *_tail(null, tail))
 
 
 def calibrate_long(
@@ -176,15 +197,13 @@ def calibrate_long(
     n = len(blocks)
     if n < 4 * window_blocks * long_windows or blocks.sum() == 0:
         return None
-    csum = np.vstack([np.zeros((1, blocks.shape[1])), np.cumsum(blocks, axis=0)])
-    short = csum[window_blocks:] - csum[:-window_blocks]
+    total, short = _window_sums(blocks, window_blocks)
     rng = np.random.default_rng(seed)
     bw = long_windows if block_windows is None else block_windows
     span = bw * window_blocks
     starts = rng.integers(0, n - span + 1, size=-(-windows // bw))
     rows = (starts[:, None] + np.arange(0, span, window_blocks)[None, :]).ravel()
     n_long = len(rows) - long_windows + 1
-    total = csum[-1]
     scores = np.empty(n_long)
     # in chunks of CHUNK long windows, so each chunk's temporaries stay in cache (rows are scored
     # independently: the same numbers as one pass over all of them, and faster)
@@ -200,16 +219,10 @@ def calibrate_long(
         np.maximum(rest, 0.0, out=rest)  # never negative for exact counts; a guard, as clip was
         scores[c0:c1] = score(rest, long)
     scores = np.nan_to_num(scores, nan=-np.inf)
-    m = len(scores) - persistence + 1
-    runs = scores[:m].copy()
-    for i in range(1, persistence):
-        runs = np.minimum(runs, scores[i: m + i])
+    runs = _run_minima(scores, persistence, 1)
     runs = np.sort(runs[np.isfinite(runs)])
     if len(runs) == 0:
         return None
-    u = float(np.quantile(runs, 1.0 - tail))
-    above = runs[runs > u]
-    beta = float((above - u).mean()) if len(above) else 0.0
-    share = len(above) / len(runs)
+    u, beta, share = _tail(runs, tail)
     t = u + beta * math.log(share / rate) if share > rate else float(runs[-1])
     return max(t, float(runs[-1]), floor)

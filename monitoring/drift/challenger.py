@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from monitoring.drift import defaults as D
 from stream.models.base import SessionModel
 from stream.processing.prequential import Prequential
 
@@ -47,7 +48,7 @@ class EProcess:
 
     __slots__ = ("alpha", "prior", "log_wealth", "n", "total", "squares", "max_log_wealth")
 
-    def __init__(self, alpha: float = 0.05, prior: float = 20.0) -> None:
+    def __init__(self, alpha: float = D.PROMOTION_ALPHA, prior: float = 20.0) -> None:
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")
         self.alpha = alpha
@@ -128,8 +129,9 @@ class Challenger:
     (2, 1, 0.0)
     """
 
-    def __init__(self, model: SessionModel, k: int = 20, share: float = 0.25, alpha: float = 0.05,
-                 since: int = 0, started: int = 0, window: int = 10_000, max_sessions: int = 100_000) -> None:
+    def __init__(self, model: SessionModel, k: int = 20, share: float = D.CHALLENGER_SHARE,
+                 alpha: float = D.PROMOTION_ALPHA, since: int = 0, started: int = 0, window: int = 10_000,
+                 max_sessions: int = 100_000) -> None:
         if not 0.0 < share <= 1.0:
             raise ValueError("share must be in (0, 1]")
         self.model = model

@@ -1,9 +1,11 @@
-"""Prometheus export of a :class:`~monitoring.drift.monitor.DriftMonitor` as a custom collector.
+"""Prometheus export of a :class:`~monitoring.drift.monitor.DriftMonitor` and its
+:class:`~monitoring.drift.lifecycle.Lifecycle` as custom collectors.
 
-Register it on the worker's registry; values are read at scrape time, so the per-click path never
-touches ``prometheus_client``::
+The exporter reads the monitor and the lifecycle, never the other way round. Register them on the
+worker's registry; values are read at scrape time, so the per-click path never touches
+``prometheus_client``::
 
-    registry.register(monitor.collector())
+    register(registry, monitor, lifecycle)
 
 Metrics (a contract): ``streamrec_drift_score{signal}``, ``streamrec_drift_threshold{signal}``,
 ``streamrec_drift_detected{signal}`` (0/1), ``streamrec_retraining_due`` (0/1),
@@ -14,13 +16,12 @@ series from the start (NaN score and threshold until the reference is calibrated
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
-if TYPE_CHECKING:  # pragma: no cover
-    from monitoring.drift.monitor import DriftMonitor
+from monitoring.drift.lifecycle import Lifecycle
+from monitoring.drift.monitor import DriftMonitor
 
 
 class DriftCollector(Collector):
@@ -31,7 +32,7 @@ class DriftCollector(Collector):
     >>> from prometheus_client import CollectorRegistry, generate_latest
     >>> from monitoring.drift.monitor import DriftMonitor
     >>> registry = CollectorRegistry()
-    >>> registry.register(DriftMonitor().collector())
+    >>> registry.register(DriftCollector(DriftMonitor()))
     >>> text = generate_latest(registry).decode()
     >>> "streamrec_retraining_due 0.0" in text, 'streamrec_drift_detected{signal="popularity"} 0.0' in text
     (True, True)
@@ -81,13 +82,13 @@ class LifecycleCollector(Collector):
     >>> from monitoring.drift.lifecycle import Lifecycle
     >>> from monitoring.drift.monitor import DriftMonitor
     >>> registry = CollectorRegistry()
-    >>> registry.register(Lifecycle(DriftMonitor()).collector())
+    >>> registry.register(LifecycleCollector(Lifecycle(DriftMonitor())))
     >>> text = generate_latest(registry).decode()
     >>> "streamrec_challenger_active 0.0" in text, "streamrec_model_promotions_total 0.0" in text
     (True, True)
     """
 
-    def __init__(self, lifecycle: Any) -> None:
+    def __init__(self, lifecycle: Lifecycle) -> None:
         self.lifecycle = lifecycle
 
     def collect(self) -> Iterator[Metric]:
@@ -108,3 +109,20 @@ class LifecycleCollector(Collector):
                                   value=len(life.promotions))
         yield CounterMetricFamily("streamrec_drift_acknowledgements",
                                   "Operator acknowledgements of retraining due", value=life.acknowledgements)
+
+
+def register(registry: CollectorRegistry, monitor: object | None, lifecycle: Lifecycle | None = None) -> None:
+    """Register the collectors of ``monitor`` (if it is a :class:`DriftMonitor`) and of ``lifecycle``.
+
+    >>> from prometheus_client import generate_latest
+    >>> registry = CollectorRegistry()
+    >>> m = DriftMonitor()
+    >>> register(registry, m, Lifecycle(m))
+    >>> text = generate_latest(registry).decode()
+    >>> "streamrec_retraining_due 0.0" in text, "streamrec_challenger_active 0.0" in text
+    (True, True)
+    """
+    if isinstance(monitor, DriftMonitor):
+        registry.register(DriftCollector(monitor))  # streamrec_drift_*, retraining
+    if lifecycle is not None:
+        registry.register(LifecycleCollector(lifecycle))  # streamrec_challenger_*, promotions

@@ -40,7 +40,9 @@ import time
 from collections import deque
 from typing import Any
 
+from monitoring.drift import defaults as D
 from monitoring.drift.challenger import Challenger
+from monitoring.drift.monitor import DriftMonitor
 from monitoring.drift.policy import POLICIES, PROMOTE, train_on
 from stream.config import log_event
 from stream.models.base import BackgroundTrained
@@ -62,7 +64,8 @@ class Lifecycle:
     Parameters
     ----------
     monitor
-        The :class:`~monitoring.drift.monitor.DriftMonitor`; the lifecycle subscribes to it.
+        The :class:`~monitoring.drift.monitor.DriftMonitor`; :meth:`attach` subscribes
+        :meth:`on_due` to it.
     processor
         The :class:`~stream.processing.core.ClickProcessor` whose model is retrained or challenged.
     on_drift
@@ -82,9 +85,9 @@ class Lifecycle:
         Actions kept (the oldest dropped).
     """
 
-    def __init__(self, monitor: Any, processor: Any = None, on_drift: str = "challenger",
-                 promote: str = "auto", budget: int = 100_000, alpha: float = 0.05, share: float = 0.25,
-                 max_actions: int = 1_000) -> None:
+    def __init__(self, monitor: DriftMonitor, processor: Any = None, on_drift: str = D.ON_DRIFT,
+                 promote: str = D.PROMOTE, budget: int = D.CHALLENGER_BUDGET, alpha: float = D.PROMOTION_ALPHA,
+                 share: float = D.CHALLENGER_SHARE, max_actions: int = 1_000) -> None:
         if on_drift not in POLICIES:
             raise ValueError(f"on-drift policy must be one of {', '.join(POLICIES)}, got {on_drift!r}")
         if promote not in PROMOTE:
@@ -110,11 +113,13 @@ class Lifecycle:
     # -- wiring --------------------------------------------------------------------------------
 
     def attach(self, processor: Any) -> None:
-        """Bind to ``processor`` and its monitor (again after a checkpoint replaced them)."""
+        """Bind to ``processor`` and its monitor, and subscribe :meth:`on_due` to the monitor's
+        "retraining due" (again after a checkpoint replaced them: a restored monitor has no
+        subscribers)."""
         self.processor = processor
         if processor is not None and processor.monitor is not None and hasattr(processor.monitor, "subscribe"):
             self.monitor = processor.monitor
-        self.monitor.subscribe(self._on_due)
+        self.monitor.subscribe(self.on_due)
         if processor is not None:
             processor.shadow = self.challenger
             self._arm()
@@ -216,7 +221,8 @@ class Lifecycle:
 
     # -- what happens --------------------------------------------------------------------------
 
-    def _on_due(self, monitor: Any) -> None:
+    def on_due(self, monitor: DriftMonitor) -> None:
+        """The monitor raised retraining due: act by ``on_drift``."""
         self._act("due", "monitor", monitor.due_reason)
         if self.on_drift == "retrain":
             self._retrain()
@@ -337,9 +343,3 @@ class Lifecycle:
         self.actions.append(entry)
         if action != "due":
             log_event(log, f"lifecycle: {action}", action=action, by=by, reason=reason, event=self.monitor.n)
-
-    def collector(self) -> Any:
-        """A ``prometheus_client`` collector of the lifecycle's metrics."""
-        from monitoring.drift.exporter import LifecycleCollector
-
-        return LifecycleCollector(self)

@@ -1,28 +1,38 @@
 """The drift monitor the click core calls on every click (:class:`stream.processing.core.Monitor`).
 
-Per click it only bins the event and bumps counters (O(1), a handful of list operations). Every
-``check_every`` clicks it scores each signal's live window against the reference, compares the
-score with its calibrated threshold, and raises ``retraining_due`` once any signal has exceeded its
-threshold for long enough (persistence, below). Two time scales per signal: the check window itself
-(abrupt changes: a score far beyond the reference's noise is a detection on the first check after
-it, by the fitted tail of :mod:`monitoring.drift.calibration`) and a sliding window of the last
-``long_checks`` check windows (slow drifts: about ``sqrt(long_checks)`` times less noise). Both are
-calibrated for the same target rate of false alarms (``false_alarm_events``); the per-click cost is
-unchanged and the long window adds ``long_checks`` small histograms per signal, pushed once per
-check. Calibrating the long window (a bootstrap of 20,000 windows per signal) takes ~0.2 s per
-signal at each (re)capture of the reference. Life cycle::
+This module stays above 400 lines because the per-click binning, the reference's life (capture,
+freeze, rebaseline with no blind spot) and the bookkeeping of detections share one state, touched
+on one thread per click; what is separable lives beside it: the signals
+(:mod:`~monitoring.drift.signals`), the reference (:mod:`~monitoring.drift.reference`), the
+thresholds (:mod:`~monitoring.drift.calibration`) and the rules of a detection
+(:mod:`~monitoring.drift.detector`).
+
+Per click it only bins the event into a ring of the recent clicks (O(1), a handful of writes).
+Every ``check_every`` clicks each signal counts its live window from the ring's last
+``check_every`` clicks, and its :class:`~monitoring.drift.detector.Detector` scores it against
+the reference and compares the score with its calibrated threshold; the monitor raises
+``retraining_due`` once any signal has exceeded its threshold for long enough. Two time scales
+per signal: the check window itself (abrupt changes: a score far beyond the reference's noise is
+a detection on the first check after it, by the fitted tail of :mod:`monitoring.drift.calibration`)
+and a sliding window of the last ``long_checks`` check windows (slow drifts: about
+``sqrt(long_checks)`` times less noise). Both are calibrated for the same target rate of false
+alarms (``false_alarm_events``); the long window adds ``long_checks`` small histograms per
+signal, pushed once per check, and a bootstrap of 20,000 windows per signal at each (re)capture
+of the reference. Life cycle::
 
     warm-up (sessions fill) -> capture the reference -> calibrate -> live checks
                                         ^                                   |
                  rebaseline(): a new reference <--- the lifecycle <---------+ retraining due
                                                 (monitoring.drift.lifecycle)
 
-The monitor only raises "retraining due" (it calls its :attr:`DriftMonitor.subscribers`); what
-follows (a challenger, a retrain, an operator) lives in :mod:`monitoring.drift.lifecycle`, which
-clears it with :meth:`DriftMonitor.rebaseline`. No blind spot across a reference change: the
-monitor keeps the last ``reference_events`` clicks already binned (a ring), so a new reference is
-frozen from clicks it has seen and checks go on at once; when that interim reference is shorter
-than ``reference_events`` (or has no hits), a full one is captured live meanwhile and replaces it.
+The monitor only raises "retraining due": it calls each callback of :attr:`DriftMonitor.subscribers`
+(:meth:`DriftMonitor.subscribe`) and knows nothing of who listens. What follows (a challenger, a
+retrain, an operator) lives in :mod:`monitoring.drift.lifecycle`, which subscribes and clears it
+with :meth:`DriftMonitor.rebaseline`; the Prometheus collectors are built on the exporter's side
+(:mod:`monitoring.drift.exporter`). No blind spot across a reference change: the monitor keeps
+the last ``reference_events`` clicks already binned (a ring), so a new reference is frozen from
+clicks it has seen and checks go on at once; when that interim reference is shorter than
+``reference_events`` (or has no hits), a full one is captured live meanwhile and replaces it.
 """
 
 from __future__ import annotations
@@ -35,19 +45,11 @@ from typing import Any
 
 import numpy as np
 
-from monitoring.drift.calibration import Calibration, calibrate, calibrate_long
+from monitoring.drift import defaults as D
+from monitoring.drift.calibration import Calibration
+from monitoring.drift.detector import Check, Detector, Rules, detectors
 from monitoring.drift.reference import Frozen, Reference, Ring
-from monitoring.drift.signals import (
-    _GAP_OFFSET,
-    _GAP_SCALE,
-    GAP_BINS,
-    POSITION_BIN,
-    POSITION_BINS,
-    POSITION_EDGES,
-    SCORES,
-    SIGNALS,
-    Against,
-)
+from monitoring.drift.signals import _GAP_OFFSET, _GAP_SCALE, GAP_BINS, POSITION_BIN, REGISTRY, SIGNALS, Names
 from stream.config import log_event
 from stream.events import Event
 from stream.state.sessions import Session
@@ -74,31 +76,12 @@ class DriftMonitor:
         scores every run of ``subblocks`` consecutive ones as a pseudo-window.
     alpha
         Target share of checks over the threshold under no drift (per signal).
-    persistence
-        A signal counts as detected after ``persistence`` consecutive checks over its threshold,
-        or sooner when the evidence of the run of checks, the sum of ``log(1/p)`` with ``p`` each
-        check's p-value against the calibration windows, reaches ``persistence * log(1/alpha)`` —
-        what ``persistence`` checks right at the threshold give (never in fewer than 2). A check
-        under the threshold resets both.
-    long_checks
-        A second, longer window per signal: the last ``long_checks`` check windows, scored at every
-        check (sliding). It is detected after ``persistence`` consecutive checks over its own
-        threshold, calibrated by a moving-block bootstrap of the reference
-        (:func:`~monitoring.drift.calibration.calibrate_long`) for the same per-check false-alarm
-        rate as a single check (``false_alarm_events``). Its noise is about
-        ``sqrt(long_checks)`` times smaller, so a slow drift crosses its threshold much earlier.
-        ``0`` disables it. Memory: ``long_checks`` small histograms per signal.
-    long_tail
-        Share of the bootstrap's run minima the long window's exponential tail is fitted to: the
-        top 1% by default (200 of 20,000); a larger share fits lower down the tail, where an
-        exponential overstates a near-Gaussian tail more, so the threshold is higher: quieter, and
-        slower to detect a gradual drift.
-    false_alarm_events
-        Target clicks between false alarms of a single check: one check alone is a detection when
-        its p-value is at most ``check_every / (false_alarm_events * signals)`` (Bonferroni over
-        the active signals). Beyond the reference's noisiest pseudo-window the p-value comes from
-        the tail fitted to the pseudo-window scores (:mod:`monitoring.drift.calibration`), so a
-        shift far outside the reference's noise is detected on the first check after it.
+    persistence, long_checks, long_tail, false_alarm_events
+        The rules of a detection (:mod:`monitoring.drift.detector`): ``persistence`` checks over
+        the threshold in a row, or as much evidence in fewer (never fewer than 2); one check alone
+        far beyond the noise (about one false alarm per ``false_alarm_events`` clicks); or the
+        sliding long window of the last ``long_checks`` check windows (``0``: none) over its own
+        threshold, fitted to the top ``long_tail`` of a bootstrap of the reference.
     warmup
         Clicks ignored at start-up, while the session store fills (not after a retrain).
     top_items, top_categories
@@ -128,21 +111,21 @@ class DriftMonitor:
 
     def __init__(
         self,
-        reference_events: int = 50_000,
-        check_every: int = 250,
+        reference_events: int = D.REFERENCE_EVENTS,
+        check_every: int = D.CHECK_EVERY,
         subblocks: int = 10,
-        alpha: float = 0.01,
-        persistence: int = 5,
-        warmup: int = 2_000,
+        alpha: float = D.DRIFT_ALPHA,
+        persistence: int = D.PERSISTENCE,
+        warmup: int = D.DRIFT_WARMUP,
         top_items: int = 100,
         top_categories: int = 50,
         min_count: int = 100,
-        buffer_events: int = 50_000,
+        buffer_events: int = D.BUFFER_EVENTS,
         signals: tuple[str, ...] = SIGNALS,
         history: int = 100_000,
-        false_alarm_events: float = 1e8,
-        long_checks: int = 8,
-        long_tail: float = 0.01,
+        false_alarm_events: float = D.FALSE_ALARM_EVENTS,
+        long_checks: int = D.LONG_CHECKS,
+        long_tail: float = D.LONG_TAIL,
     ) -> None:
         if check_every < subblocks or check_every % subblocks:
             raise ValueError("check_every must be a positive multiple of subblocks")
@@ -168,13 +151,11 @@ class DriftMonitor:
         self.false_alarm_events = false_alarm_events
         self.long_checks = long_checks
         self.long_tail = long_tail
+        per_signal = self.signals
         self.long_threshold: dict[str, float] = {}
-        self._ring: dict[str, deque[np.ndarray]] = {}
-        self._long_sum: dict[str, np.ndarray] = {}
-        self._lstreak: dict[str, int] = dict.fromkeys(self.signals, 0)
-        self.long_raw_detections: dict[str, int] = dict.fromkeys(self.signals, 0)  # long window over threshold
-        self.long_max_streak: dict[str, int] = dict.fromkeys(self.signals, 0)  # longest run of those
-        self.max_surprise: dict[str, float] = dict.fromkeys(self.signals, 0.0)  # largest -log p of one check
+        self.long_raw_detections: dict[str, int] = dict.fromkeys(per_signal, 0)  # long window over threshold
+        self.long_max_streak: dict[str, int] = dict.fromkeys(per_signal, 0)  # longest run of those
+        self.max_surprise: dict[str, float] = dict.fromkeys(per_signal, 0.0)  # largest -log p of one check
 
         #: Called with the monitor when retraining becomes due (the lifecycle subscribes).
         self.subscribers: list[Callable[[DriftMonitor], None]] = []
@@ -182,31 +163,28 @@ class DriftMonitor:
         self.recent: deque[tuple[int, int, float]] | None = (
             deque(maxlen=buffer_events) if buffer_events > 0 else None)
         self._buffer = self.recent
-        self.binned = Ring(reference_events)  # the same clicks' bins, for a reference without a gap
+        self.binned = Ring(reference_events)  # the same clicks' bins: live windows, references without a gap
         self._bin = self.binned.capture
         self.drift_since: int | None = None  # first click of the earliest window over threshold
-        self._streak_since: dict[str, int] = dict.fromkeys(self.signals, 0)
-        self.processor: Any = None
+        self.items: Any = None  # names item ints in reasons (the processor's ItemIndex; see attach)
         self.n = 0  # clicks observed
         self.retrains = 0
         self.retraining_due = False
         self.due_events: list[int] = []
         self.due_timestamps: list[float] = []  # event time of each due_events entry
         self.last_ts = _NAN  # event time of the latest click
-        self.detections: dict[str, list[int]] = {s: [] for s in self.signals}
-        self.raw_detections: dict[str, int] = dict.fromkeys(self.signals, 0)
-        self.raw_events: dict[str, deque[int]] = {s: deque(maxlen=history) for s in self.signals}
+        self.detections: dict[str, list[int]] = {s: [] for s in per_signal}
+        self.raw_detections: dict[str, int] = dict.fromkeys(per_signal, 0)
+        self.raw_events: dict[str, deque[int]] = {s: deque(maxlen=history) for s in per_signal}
         self.reasons: dict[str, str] = {}  # the latest reason per signal
         self.alarms: deque[dict[str, Any]] = deque(maxlen=1_000)  # every persisted detection, with why
         self.due_reason = ""
         self.checks: deque[tuple[int, tuple[float, ...], tuple[float, ...], float]] = deque(maxlen=history)
-        self.score: dict[str, float] = dict.fromkeys(self.signals, _NAN)
-        self.threshold: dict[str, float] = dict.fromkeys(self.signals, _NAN)
-        self.detected: dict[str, bool] = dict.fromkeys(self.signals, False)
+        self.score: dict[str, float] = dict.fromkeys(per_signal, _NAN)
+        self.threshold: dict[str, float] = dict.fromkeys(per_signal, _NAN)
+        self.detected: dict[str, bool] = dict.fromkeys(per_signal, False)
         self.calibration: dict[str, Calibration] = {}
-        self._streak: dict[str, int] = dict.fromkeys(self.signals, 0)
-        self._evidence: dict[str, float] = dict.fromkeys(self.signals, 0.0)
-        self._needed = persistence * math.log(1.0 / alpha)
+        self._detectors: dict[str, Detector] = {}  # the calibrated signals' checks, per reference
         self._single = math.inf  # evidence of one check alone that is a detection (set at calibration)
         self._last_ts: dict[int, float] = {}
         self._cat_ids: dict[str, int] = {}
@@ -225,8 +203,14 @@ class DriftMonitor:
     # -- wiring --------------------------------------------------------------------------------
 
     def attach(self, processor: Any) -> None:
-        """Give the monitor the :class:`~stream.processing.core.ClickProcessor` (for retrains and item names)."""
-        self.processor = processor
+        """Name items in reasons by ``processor``'s :class:`~stream.state.items.ItemIndex` (again
+        after a checkpoint restore)."""
+        self.items = getattr(processor, "items", None)
+
+    def subscribe(self, callback: Callable[[DriftMonitor], None]) -> None:
+        """Have ``callback(monitor)`` called when retraining becomes due."""
+        if callback not in self.subscribers:
+            self.subscribers.append(callback)
 
     @property
     def reference_size(self) -> int:
@@ -275,17 +259,8 @@ class DriftMonitor:
         if buf is not None:
             buf.append((key, item, ts))
         self._bin(item, pos, g, cid, hit)
+        ref = self._ref
         if self._live:
-            self._pop[self._item_bucket[item] if 0 <= item < self._n_item_bucket else self._pop_other] += 1
-            self._unseen[1 if item < 0 or item >= self._vocab else 0] += 1
-            self._pos[pos] += 1
-            if g >= 0:
-                self._gap[g] += 1
-            if cid >= 0:
-                self._cat[self._cat_bucket[cid] if cid < self._n_cat_bucket else self._cat_other] += 1
-            if hit >= 0:
-                self._perf[hit] += 1
-            ref = self._ref
             if ref is not None:  # a new reference captured while the current one checks
                 ref.capture(item, pos, g, cid, hit)
                 if ref.n >= ref.size:
@@ -297,7 +272,6 @@ class DriftMonitor:
             if n >= self._next_check:
                 self._check()
         else:
-            ref = self._ref
             if ref is None:
                 if n <= self._start_capture_at:
                     return
@@ -314,68 +288,32 @@ class DriftMonitor:
 
     def _freeze(self, keep: bool = False) -> None:
         """Check against the reference captured so far from now on (``keep``: it goes on
-        growing towards ``reference_events``, to replace this one when full)."""
+        growing towards ``reference_events``, to replace this one when full). The live window
+        starts after this click; what the old reference detected is no longer news."""
         ref = self._ref
         assert ref is not None
-        block = self.check_every // self.subblocks
-        frozen = ref.freeze(block, self.top_items, self.top_categories)
+        signals = tuple(REGISTRY[s] for s in self.signals)
+        frozen = ref.freeze(self.check_every // self.subblocks, self.top_items, self.top_categories,
+                            signals=signals)
         self._frozen = frozen
         self._ref = ref if keep else None
         self._interim_at = 0
         self._quiet = False
-        if self._live:  # a new reference: what the old one detected is no longer news
+        if self._live:
             for s in self.signals:
-                self._streak[s] = 0
-                self._evidence[s] = 0.0
-                self._lstreak[s] = 0
                 self.detected[s] = False
-        self.calibration = {}
-        self.long_threshold = {}
-        self._ring = {}
-        self._long_sum = {}
-        self._ref_totals: dict[str, np.ndarray] = {}
-        self._scorers: dict[str, Against] = {}  # the score against the reference
-        for s in self.signals:
-            blocks = frozen.blocks.get(s)
-            if blocks is None:
-                continue
-            fn, _, floor = SCORES[s]
-            cal = calibrate(blocks, fn, self.subblocks, self.alpha, floor, self.persistence)
-            if cal is None:
-                continue
-            self.calibration[s] = cal
+        self._detectors, single = detectors(frozen, signals, self._rules())
+        if self._detectors:
+            self._single = single
+        self.calibration = {s: d.calibration for s, d in self._detectors.items()}
+        self.long_threshold = {s: d.long_threshold for s, d in self._detectors.items()
+                               if d.long_threshold is not None}
+        for s, cal in self.calibration.items():
             self.threshold[s] = cal.threshold
-            self._ref_totals[s] = blocks.sum(axis=0)
-            self._scorers[s] = Against(self._ref_totals[s], fn)
-        if self.calibration:
-            rate = self.check_every / (self.false_alarm_events * len(self.calibration))
-            self._single = -math.log(rate)
-            if self.long_checks > 1:
-                for s in self.calibration:
-                    t = calibrate_long(frozen.blocks[s], SCORES[s][0], self.subblocks, self.long_checks,
-                                       self.persistence, rate, SCORES[s][2], tail=self.long_tail)
-                    if t is not None:
-                        self.long_threshold[s] = t
-        self._item_bucket = frozen.item_bucket
-        self._n_item_bucket = len(frozen.item_bucket)
-        self._pop_other = len(frozen.top_items)
-        self._vocab = frozen.vocab
-        self._cat_bucket = frozen.cat_bucket
-        self._n_cat_bucket = len(frozen.cat_bucket)
-        self._cat_other = len(frozen.top_cats)
-        self._reset_window()
         self._live = True
         self._next_check = self.n + self.check_every
         log_event(log, "drift reference captured", event=self.n, reference_events=frozen.events,
                   thresholds={s: round(c.threshold, 4) for s, c in self.calibration.items()})
-
-    def _reset_window(self) -> None:
-        self._pop = [0] * (self._pop_other + 1)
-        self._unseen = [0, 0]
-        self._pos = [0] * POSITION_BINS
-        self._gap = [0] * GAP_BINS
-        self._cat = [0] * (self._cat_other + 1)
-        self._perf = [0, 0]
 
     def rebaseline(self, since: int | None = None, hits: bool = True, quiet: bool = False,
                    min_events: int | None = None) -> int:
@@ -393,10 +331,9 @@ class DriftMonitor:
         """
         self.retraining_due = False
         self.drift_since = None
+        for d in self._detectors.values():
+            d.reset()
         for s in self.signals:
-            self._streak[s] = 0
-            self._evidence[s] = 0.0
-            self._lstreak[s] = 0
             self.detected[s] = False
             self.score[s] = _NAN
         if not self._live:
@@ -428,15 +365,12 @@ class DriftMonitor:
         self.retrains += 1
         self.rebaseline(self.drift_since, hits=False, quiet=True)
 
-    def subscribe(self, callback: Callable[[DriftMonitor], None]) -> None:
-        """Have ``callback(monitor)`` called when retraining becomes due."""
-        if callback not in self.subscribers:
-            self.subscribers.append(callback)
-
     def __getstate__(self) -> dict[str, Any]:
-        """Picklable (checkpoints): subscribers are left out, they subscribe again on restore."""
+        """Picklable (checkpoints): subscribers and the item names are left out; the restore
+        attaches the processor again and the lifecycle subscribes again."""
         state = self.__dict__.copy()
         state["subscribers"] = []
+        state["items"] = None
         state["_bin"] = None
         return state
 
@@ -446,72 +380,37 @@ class DriftMonitor:
 
     # -- checks --------------------------------------------------------------------------------
 
-    def _window(self, s: str) -> list[int]:
-        return {"popularity": self._pop, "new_items": self._unseen, "session_length": self._pos,
-                "inter_click_gap": self._gap, "category": self._cat, "performance": self._perf}[s]
-
     def _check(self) -> None:
         n = self.n
         self._next_check = n + self.check_every
+        window = self.binned.tail(self.check_every)  # the clicks since the last check (or freeze)
+        frozen = self._frozen
+        assert frozen is not None
         fired: list[str] = []
-        for s in self.signals:
-            cal = self.calibration.get(s)
-            if cal is None:
-                continue
-            live = np.asarray(self._window(s), dtype=np.float64)
-            ref = self._ref_totals[s]
-            score = self._scorers[s](live) if live.sum() >= self.min_count else _NAN
-            self.score[s] = score
-            held_long = self._long_check(s, live)
-            if score > cal.threshold or held_long:
-                held = held_long
-                if score > cal.threshold:
-                    self.raw_detections[s] += 1
-                    self.raw_events[s].append(n)
-                    if not self._streak[s]:
-                        self._streak_since[s] = n - self.check_every
-                    self._streak[s] += 1
-                    p = cal.p_value(score)
-                    surprise = -math.log(p) if p > 0.0 else math.inf
-                    self._evidence[s] += surprise
-                    if surprise > self.max_surprise[s]:
-                        self.max_surprise[s] = surprise
-                    streak = self._streak[s]
-                    held = held or (streak >= self.persistence or surprise >= self._single
-                                    or (streak >= 2 and self._evidence[s] >= self._needed))
-                else:
-                    self._streak[s] = 0
-                    self._evidence[s] = 0.0
-                if held and not self.detected[s]:
-                    self.detected[s] = True
-                    self.detections[s].append(n)
-                    if held_long:  # the long window's figures
-                        since = n - (self.long_checks + self.persistence) * self.check_every
-                        total = self._long_sum[s]
-                        lscore = self._scorers[s](total)
-                        self.reasons[s] = (self._why(s, ref, total, lscore, self.long_threshold[s])
-                                           + f" (window of the last {self.long_checks * self.check_every} clicks)")
-                    else:
-                        since = self._streak_since[s]
-                        self.reasons[s] = self._why(s, ref, live, score, cal.threshold)
-                    if self._interim_at and self._growing_since < since:
-                        since = self._growing_since  # the same drift, still without a usable reference
-                    if self.drift_since is None or since < self.drift_since:
-                        self.drift_since = max(since, 0)
-                    self.alarms.append({"event": n, "timestamp": self.last_ts, "signal": s,
-                                        "reason": self.reasons[s]})
-                    log_event(log, f"drift detected on {s}", logging.WARNING, event=n, signal=s,
-                              score=round(score, 4), threshold=round(cal.threshold, 4), reason=self.reasons[s])
-                    fired.append(s)
-            else:
-                self._streak[s] = 0
-                self._evidence[s] = 0.0
+        for s, d in self._detectors.items():
+            live = d.signal.window(window, frozen.state[s])
+            c = d.check(live, n, self.check_every)
+            self.score[s] = c.score
+            if c.long_over:
+                self.long_raw_detections[s] += 1
+                self.long_max_streak[s] = max(self.long_max_streak[s], d.lstreak)
+            if not (c.over or c.held_long):
                 self.detected[s] = False
-        hits = self._perf
-        hr = hits[1] / (hits[0] + hits[1]) if hits[0] + hits[1] else _NAN
+                continue
+            if c.over:
+                self.raw_detections[s] += 1
+                self.raw_events[s].append(n)
+                self.max_surprise[s] = max(self.max_surprise[s], c.surprise)
+            if c.held and not self.detected[s]:
+                self.detected[s] = True
+                self.detections[s].append(n)
+                self._detected(s, d, live, c)
+                fired.append(s)
+        hits = window.hits
+        hit, miss = int((hits == 1).sum()), int((hits == 0).sum())
+        hr = hit / (hit + miss) if hit + miss else _NAN
         self.checks.append((n, tuple(self.score[s] for s in self.signals),
                             tuple(self.threshold[s] for s in self.signals), hr))
-        self._reset_window()
         if fired and not self.retraining_due and not self._quiet:
             self.retraining_due = True
             self.due_events.append(n)
@@ -522,67 +421,41 @@ class DriftMonitor:
             for callback in list(self.subscribers):
                 callback(self)
 
-    def _long_check(self, s: str, live: np.ndarray) -> bool:
-        """Push this check's window into the signal's long window; whether the long one is held."""
-        threshold = self.long_threshold.get(s)
-        if threshold is None:
-            return False
-        ring = self._ring.get(s)
-        if ring is None:
-            ring = self._ring[s] = deque()
-            self._long_sum[s] = np.zeros_like(live)
-        total = self._long_sum[s]
-        ring.append(live)
-        total += live
-        if len(ring) > self.long_checks:
-            total -= ring.popleft()
-        if len(ring) < self.long_checks or total.sum() < self.min_count:
-            return False
-        if self._scorers[s](total) <= threshold:
-            self._lstreak[s] = 0
-            return False
-        self._lstreak[s] += 1
-        self.long_raw_detections[s] += 1
-        if self._lstreak[s] > self.long_max_streak[s]:
-            self.long_max_streak[s] = self._lstreak[s]
-        return self._lstreak[s] >= self.persistence
+    def _detected(self, s: str, d: Detector, live: np.ndarray, c: Check) -> None:
+        """Record why signal ``s`` is detected now, and since when the drift runs."""
+        n, threshold = self.n, d.calibration.threshold
+        if c.held_long:  # the long window's figures
+            since = n - (self.long_checks + self.persistence) * self.check_every
+            total = d.long_sum
+            assert total is not None
+            self.reasons[s] = (self._why(d, total, d.against(total), self.long_threshold[s])
+                               + f" (window of the last {self.long_checks * self.check_every} clicks)")
+        else:
+            since = d.streak_since
+            self.reasons[s] = self._why(d, live, c.score, threshold)
+        if self._interim_at and self._growing_since < since:
+            since = self._growing_since  # the same drift, still without a usable reference
+        if self.drift_since is None or since < self.drift_since:
+            self.drift_since = max(since, 0)
+        self.alarms.append({"event": n, "timestamp": self.last_ts, "signal": s, "reason": self.reasons[s]})
+        log_event(log, f"drift detected on {s}", logging.WARNING, event=n, signal=s,
+                  score=round(c.score, 4), threshold=round(threshold, 4), reason=self.reasons[s])
 
-    def _why(self, s: str, ref: np.ndarray, live: np.ndarray, score: float, threshold: float) -> str:
-        desc = SCORES[s][1]
-        head = (f"{s}: {desc} {score:.4f} > threshold {threshold:.4f} for {self._streak[s]} checks "
-                f"(evidence {self._evidence[s]:.1f}/{self._needed:.1f})")
-        p = ref / ref.sum()
-        q = live / live.sum()
-        if s in ("popularity", "category"):
-            b = int(np.argmax(np.abs(p - q)))
-            tops = self._frozen.top_items if s == "popularity" else self._frozen.top_cats  # type: ignore[union-attr]
-            if b >= len(tops):
-                what = "'other'"
-            elif s == "popularity" and self.processor is not None:
-                what = f"item {self.processor.items.name(tops[b])!r}"
-            elif s == "category":
-                names = {v: k for k, v in self._cat_ids.items()}
-                what = f"category {names.get(tops[b], tops[b])!r}"
-            else:
-                what = f"item #{tops[b]}"
-            return f"{head}; largest change {what} {p[b]:.2%} -> {q[b]:.2%}"
-        if s == "new_items":
-            return f"{head}; unseen-item share {q[1]:.2%} (reference {p[1]:.2%})"
-        if s == "performance":
-            return f"{head}; hit rate {q[1]:.3f} (reference {p[1]:.3f})"
-        b = int(np.argmax(np.abs(np.cumsum(p) - np.cumsum(q))))
-        if s == "session_length":
-            edge = POSITION_EDGES[b] if b < len(POSITION_EDGES) else math.inf
-            return f"{head}; share of clicks at position <= {edge}: {np.cumsum(p)[b]:.2%} -> {np.cumsum(q)[b]:.2%}"
-        return f"{head}; CDF differs most at gap bin {b}: {np.cumsum(p)[b]:.2%} -> {np.cumsum(q)[b]:.2%}"
+    def _why(self, d: Detector, live: np.ndarray, score: float, threshold: float) -> str:
+        frozen = self._frozen
+        assert frozen is not None
+        return d.why(live, score, threshold, frozen.state[d.signal.name], self._names())
+
+    def _rules(self) -> Rules:
+        return Rules(self.check_every, self.subblocks, self.alpha, self.persistence, self.false_alarm_events,
+                     self.long_checks, self.long_tail, self.min_count)
+
+    def _names(self) -> Names:
+        items = self.items
+        cats = {v: k for k, v in self._cat_ids.items()}
+        return Names(items.name if items is not None else None, lambda c: cats.get(c, c))
 
     # -- export --------------------------------------------------------------------------------
-
-    def collector(self) -> Any:
-        """A ``prometheus_client`` collector of this monitor (register it on a registry)."""
-        from monitoring.drift.exporter import DriftCollector
-
-        return DriftCollector(self)
 
     def summary(self) -> dict[str, Any]:
         """What the monitor concluded, JSON-ready."""

@@ -7,46 +7,28 @@ histograms cut into sub-blocks (for calibration) and the bin maps the live windo
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from monitoring.drift.signals import GAP_BINS, POSITION_BINS
+from monitoring.drift.signals import REGISTRY, Binning, Columns, Signal, vocab_of
+
+#: The dtype of each :class:`~monitoring.drift.signals.Columns` field (small ints, bounded memory).
+DTYPES = {"items": np.int32, "positions": np.int8, "gaps": np.int8, "cats": np.int32, "hits": np.int8}
+
+
+def columns(size: int, fill: Any = np.empty) -> Columns:
+    """One array of ``size`` per feature (``fill``: ``np.empty`` or ``np.zeros``)."""
+    return Columns(*(fill(size, dtype=DTYPES[f]) for f in Columns._fields))
 
 
 class Frozen(NamedTuple):
     """A captured reference, ready to compare live windows with."""
 
     blocks: dict[str, np.ndarray]  # signal -> (n_blocks, n_bins) counts
-    item_bucket: list[int]  # item int -> popularity bin (len(item_bucket) = "other" for the rest)
-    top_items: list[int]  # item int of each popularity bin but "other"
+    state: dict[str, Any]  # signal -> what its live windows are binned with (Signal.reference)
     vocab: int  # items with an int below this were seen by the reference (or before it)
-    cat_bucket: list[int]  # category id -> category bin
-    top_cats: list[int]  # category id of each category bin but "other"
     events: int
-
-
-def _blocked(values: np.ndarray, n_bins: int, block: int) -> np.ndarray:
-    """``(n_blocks, n_bins)`` counts of ``values`` per consecutive block; negative values ignored."""
-    n_blocks = len(values) // block
-    v = values[: n_blocks * block].astype(np.int64)
-    rows = np.repeat(np.arange(n_blocks), block)
-    keep = v >= 0
-    flat = np.bincount(rows[keep] * n_bins + v[keep], minlength=n_blocks * n_bins)
-    return flat.reshape(n_blocks, n_bins)
-
-
-def _top(values: np.ndarray, k: int) -> tuple[list[int], list[int]]:
-    """The ``k`` most frequent non-negative values and a value -> bin map (``k`` = other)."""
-    v = values[values >= 0]
-    if len(v) == 0:
-        return [], []
-    counts = np.bincount(v)
-    top = np.argsort(-counts, kind="stable")[:k]
-    top = top[counts[top] > 0]
-    bucket = np.full(len(counts), len(top), dtype=np.int64)
-    bucket[top] = np.arange(len(top))
-    return top.tolist(), bucket.tolist()
 
 
 class Reference:
@@ -67,7 +49,7 @@ class Reference:
     >>> r.full
     True
     >>> f = r.freeze(block=2, top_items=2, top_categories=5)
-    >>> f.blocks["popularity"].shape, f.top_items, f.vocab, "category" in f.blocks
+    >>> f.blocks["popularity"].shape, f.state["popularity"].values, f.vocab, "category" in f.blocks
     ((4, 3), [0, 1], 3, False)
     """
 
@@ -76,11 +58,8 @@ class Reference:
             raise ValueError("size must be >= 1")
         self.size = size
         self.vocab_before = vocab_before
-        self.items = np.empty(size, dtype=np.int32)
-        self.positions = np.empty(size, dtype=np.int8)
-        self.gaps = np.empty(size, dtype=np.int8)
-        self.cats = np.empty(size, dtype=np.int32)
-        self.hits = np.empty(size, dtype=np.int8)
+        self.cols = columns(size)
+        self.items, self.positions, self.gaps, self.cats, self.hits = self.cols
         self.n = 0
 
     @property
@@ -98,38 +77,20 @@ class Reference:
         self.n = n + 1
 
     def freeze(self, block: int, top_items: int = 100, top_categories: int = 50,
-               min_category_share: float = 0.5) -> Frozen:
-        """Histograms per sub-block of ``block`` events, and the live bin maps.
-
-        ``new_items`` is calibrated on the second half only, against the vocabulary of the first
-        half: the same statistic as live, with a smaller (so noisier, so conservative) vocabulary.
-        ``category`` is left out when fewer than ``min_category_share`` of events carry one.
-        """
+               min_category_share: float = 0.5, signals: tuple[Signal, ...] | None = None) -> Frozen:
+        """Histograms per sub-block of ``block`` events and the live bin maps, of each of
+        ``signals`` (default: all) that takes part (:meth:`Signal.reference
+        <monitoring.drift.signals.Signal.reference>`)."""
         n = self.n
-        items = self.items[:n]
-        top, bucket = _top(items, top_items)
-        mapped = np.where(items >= 0, np.take(np.asarray(bucket + [len(top)]), np.where(items >= 0, items, -1)), -1)
-        blocks = {
-            "popularity": _blocked(mapped, len(top) + 1, block),
-            "session_length": _blocked(self.positions[:n], POSITION_BINS, block),
-            "inter_click_gap": _blocked(self.gaps[:n], GAP_BINS, block),
-            "performance": _blocked(self.hits[:n], 2, block),
-        }
-        half = n // 2
-        seen = items[:half]
-        vocab_mid = max(self.vocab_before, int(seen.max()) + 1 if half else 0)
-        later = items[half:]
-        unseen = ((later < 0) | (later >= vocab_mid)).astype(np.int8)
-        blocks["new_items"] = _blocked(unseen, 2, block)
-        vocab = max(self.vocab_before, int(items.max()) + 1 if n else 0)
-        cats = self.cats[:n]
-        top_c: list[int] = []
-        cat_bucket: list[int] = []
-        if n and (cats >= 0).mean() >= min_category_share:
-            top_c, cat_bucket = _top(cats, top_categories)
-            cmapped = np.where(cats >= 0, np.take(np.asarray(cat_bucket + [len(top_c)]), np.where(cats >= 0, cats, -1)), -1)
-            blocks["category"] = _blocked(cmapped, len(top_c) + 1, block)
-        return Frozen(blocks, bucket, top, vocab, cat_bucket, top_c, n)
+        cols = Columns(*(c[:n] for c in self.cols))
+        binning = Binning(block, self.vocab_before, top_items, top_categories, min_category_share)
+        blocks: dict[str, np.ndarray] = {}
+        state: dict[str, Any] = {}
+        for sig in REGISTRY.values() if signals is None else signals:
+            out = sig.reference(cols, binning)
+            if out is not None:
+                blocks[sig.name], state[sig.name] = out
+        return Frozen(blocks, state, vocab_of(cols.items, self.vocab_before), n)
 
 
 class Ring:
@@ -152,18 +113,14 @@ class Ring:
         if size < 1:
             raise ValueError("size must be >= 1")
         self.size = size
-        self.items = np.zeros(size, dtype=np.int32)
-        self.positions = np.zeros(size, dtype=np.int8)
-        self.gaps = np.zeros(size, dtype=np.int8)
-        self.cats = np.zeros(size, dtype=np.int32)
-        self.hits = np.zeros(size, dtype=np.int8)
+        self.cols = columns(size, np.zeros)
+        self.items, self.positions, self.gaps, self.cats, self.hits = self.cols
         self._views()
         self.pos = 0
         self.filled = 0
 
     def _views(self) -> None:
-        self._mv = (memoryview(self.items), memoryview(self.positions), memoryview(self.gaps),
-                    memoryview(self.cats), memoryview(self.hits))
+        self._mv = tuple(memoryview(c) for c in self.cols)
 
     def capture(self, item: int, position: int, gap: int, cat: int, hit: int) -> None:
         i = self.pos
@@ -178,17 +135,25 @@ class Ring:
         if self.filled < self.size:
             self.filled += 1
 
+    def _index(self, n: int) -> np.ndarray:
+        """Positions of the last ``n`` clicks (at most :attr:`filled`), oldest first."""
+        return (np.arange(self.pos - n, self.pos) % self.size) if n else np.zeros(0, dtype=np.int64)
+
+    def tail(self, n: int) -> Columns:
+        """The bins of the last ``n`` clicks (at most :attr:`filled`), oldest first: a live window."""
+        idx = self._index(min(n, self.filled))
+        return Columns(*(c[idx] for c in self.cols))
+
     def last(self, n: int, vocab_before: int = 0, hits: bool = True, size: int | None = None) -> Reference:
         """A :class:`Reference` of the last ``n`` clicks (at most :attr:`filled`), oldest first,
-        with room for ``size`` (default: full at ``n``)."""
+        with room for ``size`` (default: full at ``n``); ``hits=False``: without their hits."""
         n = min(n, self.filled)
         ref = Reference(max(n, size or 1, 1), vocab_before)
-        idx = (np.arange(self.pos - n, self.pos) % self.size) if n else np.zeros(0, dtype=np.int64)
-        ref.items[:n] = self.items[idx]
-        ref.positions[:n] = self.positions[idx]
-        ref.gaps[:n] = self.gaps[idx]
-        ref.cats[:n] = self.cats[idx]
-        ref.hits[:n] = self.hits[idx] if hits else -1
+        idx = self._index(n)
+        for mine, theirs in zip(self.cols, ref.cols):
+            theirs[:n] = mine[idx]
+        if not hits:
+            ref.hits[:n] = -1
         ref.n = n
         return ref
 

@@ -1,8 +1,10 @@
-"""The drift signals: their names, how each event is binned, and each score as a distance.
+"""The drift signals: how each click is binned, each score as a distance, and what each says.
 
 Every signal is a histogram over a fixed, small set of bins (never raw item ids), compared between
 the reference (the training distribution) and a live window. Scores are vectorised over rows, so
-calibration can score a thousand pseudo-windows in one call.
+calibration can score a thousand pseudo-windows in one call. Each signal is one :class:`Signal`
+subclass (its bins, score, threshold floor and reason), registered in :data:`REGISTRY` as it is
+defined; the reference, the calibration, the monitor and the exporter iterate over them.
 
 ========================  ==========================================  ==============================
 signal                    bins                                        score
@@ -27,11 +29,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
-
-#: Signal names: the ``signal`` label values of the drift metrics (a contract for dashboards).
-SIGNALS = ("popularity", "new_items", "session_length", "inter_click_gap", "category", "performance")
 
 #: Upper edges (inclusive) of the click-position bins; the last bin is open-ended.
 POSITION_EDGES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 30, 50)
@@ -147,12 +147,270 @@ class Against:
         return float(score(self.ref, live))
 
 
-#: signal -> (score function, what the score means, floor of its threshold).
-SCORES = {
-    "popularity": (linf, "L-inf of top-K item shares", 0.005),
-    "new_items": (excess, "excess share of clicks on items unseen by the reference", 0.01),
-    "session_length": (ks, "KS distance of click positions in sessions", 0.02),
-    "inter_click_gap": (ks, "KS distance of inter-click gaps", 0.02),
-    "category": (linf, "L-inf of top-K category shares", 0.01),
-    "performance": (drop, "drop of the prequential hit rate", 0.02),
-}
+# -- the signals ---------------------------------------------------------------------------------
+
+
+class Columns(NamedTuple):
+    """The bins of a run of clicks, one array per feature (``-1``: not applicable, e.g. no gap on
+    a session's first click). The monitor fills them per click (:meth:`Reference.capture
+    <monitoring.drift.reference.Reference.capture>`); every signal bins one of them."""
+
+    items: np.ndarray  # the item int (-1: none)
+    positions: np.ndarray  # position_bin of the click in its session
+    gaps: np.ndarray  # gap_bin since the session's last click (-1: its first click)
+    cats: np.ndarray  # the category's id (-1: none)
+    hits: np.ndarray  # 1: the list before the click held it, 0: it did not, -1: no list
+
+
+class Binning(NamedTuple):
+    """How a reference is cut and binned (the monitor's settings)."""
+
+    block: int  # clicks per calibration sub-block
+    vocab_before: int = 0  # items with an int below this count as seen
+    top_items: int = 100
+    top_categories: int = 50
+    min_category_share: float = 0.5  # ``category`` needs at least this share of clicks with one
+
+
+class Names(NamedTuple):
+    """How a reason names an item int and a category id (``None``: by its number)."""
+
+    item: Callable[[int], object] | None = None
+    category: Callable[[int], object] | None = None
+
+
+class Top(NamedTuple):
+    """The reference's most frequent values and the value -> bin map (``len(values)``: "other")."""
+
+    values: list[int]
+    bucket: np.ndarray
+
+    @property
+    def other(self) -> int:
+        return len(self.values)
+
+
+def _blocked(values: np.ndarray, n_bins: int, block: int) -> np.ndarray:
+    """``(n_blocks, n_bins)`` counts of ``values`` per consecutive block; negative values ignored."""
+    n_blocks = len(values) // block
+    v = values[: n_blocks * block].astype(np.int64)
+    rows = np.repeat(np.arange(n_blocks), block)
+    keep = v >= 0
+    flat = np.bincount(rows[keep] * n_bins + v[keep], minlength=n_blocks * n_bins)
+    return flat.reshape(n_blocks, n_bins)
+
+
+def _counts(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """Counts of the non-negative ``values`` in ``n_bins`` bins, as floats (one live window)."""
+    v = values[values >= 0].astype(np.int64)
+    return np.bincount(v, minlength=n_bins).astype(np.float64)
+
+
+def _top(values: np.ndarray, k: int) -> Top:
+    """The ``k`` most frequent non-negative values and their bin map."""
+    v = values[values >= 0]
+    if len(v) == 0:
+        return Top([], np.zeros(0, dtype=np.int64))
+    counts = np.bincount(v)
+    top = np.argsort(-counts, kind="stable")[:k]
+    top = top[counts[top] > 0]
+    bucket = np.full(len(counts), len(top), dtype=np.int64)
+    bucket[top] = np.arange(len(top))
+    return Top(top.tolist(), bucket)
+
+
+def _bucketed(values: np.ndarray, top: Top, negative: int) -> np.ndarray:
+    """Each value's bin in ``top`` ("other" past its map), ``negative`` for a negative value."""
+    values = values.astype(np.int64)
+    out = np.full(len(values), top.other, dtype=np.int64)
+    known = (values >= 0) & (values < len(top.bucket))
+    out[known] = top.bucket[values[known]]
+    out[values < 0] = negative
+    return out
+
+
+def vocab_of(items: np.ndarray, vocab_before: int = 0) -> int:
+    """Items with an int below this were seen by ``items`` (or before them)."""
+    return max(vocab_before, int(items.max()) + 1 if len(items) else 0)
+
+
+#: name -> the signal; filled as each :class:`Signal` subclass is defined, in that order.
+REGISTRY: dict[str, Signal] = {}
+
+
+class Signal:
+    """One drift signal: how a click is binned, how a live window is scored against the reference,
+    and how it describes itself. Subclasses register themselves in :data:`REGISTRY`, so a new
+    signal is one new class here (over one of the :class:`Columns`).
+
+    The default bins are the column's own values (``n_bins`` of them, negative ones ignored), with
+    nothing learnt from the reference; signals with a reference-dependent bin map override
+    :meth:`reference` and :meth:`window`.
+    """
+
+    #: The ``signal`` label of the drift metrics (a contract for dashboards).
+    name: ClassVar[str] = ""
+    #: The :class:`Columns` field it bins.
+    column: ClassVar[str] = ""
+    n_bins: ClassVar[int] = 0
+    #: What the score means (in alarm reasons).
+    description: ClassVar[str] = ""
+    #: Smallest threshold (guards a degenerate, noise-free reference).
+    floor: ClassVar[float] = 0.0
+    #: ``score(ref_counts, live_counts)``, vectorised over rows.
+    score: ClassVar[Callable[[np.ndarray, np.ndarray], np.ndarray]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            REGISTRY[cls.name] = cls()
+
+    def reference(self, cols: Columns, binning: Binning) -> tuple[np.ndarray, Any] | None:
+        """``(n_blocks, n_bins)`` counts of the reference per sub-block and the state its live
+        windows are binned with; ``None``: the signal sits this reference out."""
+        return _blocked(getattr(cols, self.column), self.n_bins, binning.block), None
+
+    def window(self, cols: Columns, state: Any) -> np.ndarray:
+        """The counts of one live window (floats), binned as the reference was."""
+        return _counts(getattr(cols, self.column), self.n_bins)
+
+    def reason(self, p: np.ndarray, q: np.ndarray, state: Any, names: Names) -> str:
+        """What changed most, from the reference's shares ``p`` to the window's ``q`` ("": nothing
+        beyond the score)."""
+        return ""
+
+
+class _TopShares(Signal):
+    """The reference's top-K values of a column + "other"; the largest change of a share."""
+
+    score = staticmethod(linf)
+    #: The :class:`Binning` field that says how many top values get a bin of their own.
+    top: ClassVar[str] = ""
+
+    def reference(self, cols: Columns, binning: Binning) -> tuple[np.ndarray, Any] | None:
+        values = getattr(cols, self.column)
+        top = _top(values, getattr(binning, self.top))
+        return _blocked(_bucketed(values, top, -1), top.other + 1, binning.block), top
+
+    def window(self, cols: Columns, state: Top) -> np.ndarray:
+        return _counts(_bucketed(getattr(cols, self.column), state, -1), state.other + 1)
+
+    def name_of(self, value: int, names: Names) -> str:
+        raise NotImplementedError
+
+    def reason(self, p: np.ndarray, q: np.ndarray, state: Top, names: Names) -> str:
+        b = int(np.argmax(np.abs(p - q)))
+        what = "'other'" if b >= len(state.values) else self.name_of(state.values[b], names)
+        return f"largest change {what} {p[b]:.2%} -> {q[b]:.2%}"
+
+
+class Popularity(_TopShares):
+    name = "popularity"
+    column = "items"
+    top = "top_items"
+    description = "L-inf of top-K item shares"
+    floor = 0.005
+
+    def window(self, cols: Columns, state: Top) -> np.ndarray:
+        # live, an item with no int (-1) counts as "other"
+        return _counts(_bucketed(cols.items, state, state.other), state.other + 1)
+
+    def name_of(self, value: int, names: Names) -> str:
+        return f"item {names.item(value)!r}" if names.item is not None else f"item #{value}"
+
+
+class NewItems(Signal):
+    name = "new_items"
+    column = "items"
+    description = "excess share of clicks on items unseen by the reference"
+    floor = 0.01
+    score = staticmethod(excess)
+
+    def reference(self, cols: Columns, binning: Binning) -> tuple[np.ndarray, Any] | None:
+        """Calibrated on the second half only, against the vocabulary of the first half: the same
+        statistic as live, with a smaller (so noisier, so conservative) vocabulary."""
+        items = cols.items
+        half = len(items) // 2
+        vocab_mid = vocab_of(items[:half], binning.vocab_before)
+        later = items[half:]
+        unseen = ((later < 0) | (later >= vocab_mid)).astype(np.int8)
+        return _blocked(unseen, 2, binning.block), vocab_of(items, binning.vocab_before)
+
+    def window(self, cols: Columns, state: int) -> np.ndarray:
+        items = cols.items
+        return _counts(((items < 0) | (items >= state)).astype(np.int8), 2)
+
+    def reason(self, p: np.ndarray, q: np.ndarray, state: Any, names: Names) -> str:
+        return f"unseen-item share {q[1]:.2%} (reference {p[1]:.2%})"
+
+
+class _Cdf(Signal):
+    """Ordered bins of a column; the KS distance of the binned CDFs."""
+
+    score = staticmethod(ks)
+    floor = 0.02
+
+    def where(self, b: int) -> str:
+        """The CDF at bin ``b``, in words."""
+        raise NotImplementedError
+
+    def reason(self, p: np.ndarray, q: np.ndarray, state: Any, names: Names) -> str:
+        cp, cq = np.cumsum(p), np.cumsum(q)
+        b = int(np.argmax(np.abs(cp - cq)))
+        return f"{self.where(b)}: {cp[b]:.2%} -> {cq[b]:.2%}"
+
+
+class SessionLength(_Cdf):
+    name = "session_length"
+    column = "positions"
+    n_bins = POSITION_BINS
+    description = "KS distance of click positions in sessions"
+
+    def where(self, b: int) -> str:
+        edge = POSITION_EDGES[b] if b < len(POSITION_EDGES) else math.inf
+        return f"share of clicks at position <= {edge}"
+
+
+class InterClickGap(_Cdf):
+    name = "inter_click_gap"
+    column = "gaps"
+    n_bins = GAP_BINS
+    description = "KS distance of inter-click gaps"
+
+    def where(self, b: int) -> str:
+        return f"CDF differs most at gap bin {b}"
+
+
+class Category(_TopShares):
+    name = "category"
+    column = "cats"
+    top = "top_categories"
+    description = "L-inf of top-K category shares"
+    floor = 0.01
+
+    def reference(self, cols: Columns, binning: Binning) -> tuple[np.ndarray, Any] | None:
+        """Left out when fewer than ``min_category_share`` of the clicks carry a category."""
+        cats = cols.cats
+        if not len(cats) or (cats >= 0).mean() < binning.min_category_share:
+            return None
+        return super().reference(cols, binning)
+
+    def name_of(self, value: int, names: Names) -> str:
+        label = names.category(value) if names.category is not None else value
+        return f"category {label!r}"
+
+
+class Performance(Signal):
+    name = "performance"
+    column = "hits"
+    n_bins = 2
+    description = "drop of the prequential hit rate"
+    floor = 0.02
+    score = staticmethod(drop)
+
+    def reason(self, p: np.ndarray, q: np.ndarray, state: Any, names: Names) -> str:
+        return f"hit rate {q[1]:.3f} (reference {p[1]:.3f})"
+
+
+#: Signal names: the ``signal`` label values of the drift metrics (a contract for dashboards).
+SIGNALS: tuple[str, ...] = tuple(REGISTRY)

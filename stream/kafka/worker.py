@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from kafka import ConsumerRebalanceListener, TopicPartition
 
+from monitoring.drift import exporter as drift_exporter
 from monitoring.metrics import Metrics
 from stream.config import log_event
 from stream.events import Event, Invalid, decode
@@ -218,14 +219,10 @@ class Worker:
         self.s = settings
         self.processor = processor
         self.metrics = metrics or Metrics(settings.model_name, processor.k)
-        monitor = processor.monitor
-        if monitor is not None and hasattr(monitor, "collector"):
-            self.metrics.registry.register(monitor.collector())  # streamrec_drift_*, retraining
+        drift_exporter.register(self.metrics.registry, processor.monitor, lifecycle)
         #: The life of retraining due (monitoring.drift.lifecycle.Lifecycle): its actions are
         #: called from the main loop only.
         self.lifecycle = lifecycle
-        if lifecycle is not None:
-            self.metrics.registry.register(lifecycle.collector())  # streamrec_challenger_*, promotions
         self._running = True
         self._stop_reason = ""
         self.invalid = 0
