@@ -35,7 +35,7 @@ from stream.kafka import clients as kafka_io
 from stream.kafka import membership
 from stream.kafka.gcfreeze import GcFreezer
 from stream.kafka.ordering import DEFAULT_MAX_WAIT_S, DEFAULT_ORDER, ORDERS, EventTimeMerge, Released
-from stream.processing.core import ClickProcessor, Run
+from stream.processing.core import ClickProcessor, Run, start_split
 from stream.serving.admin import DEFAULT_ADMIN_PORT, AdminHandler, MainLoopCalls
 from stream.serving.http import HttpServer, Routes
 from stream.state import checkpoint as ckpt
@@ -515,11 +515,9 @@ class Worker:
             if prev.second_s:
                 self._steer.update(sum(prev.second_s), prev.main_s, time.perf_counter() - prev.submitted,
                                    prev.waited)  # fmt: skip
-        plan = run.plan_model(model)
-        rest = self._split(model, plan)
         second_s: list[float] = []
-        submitted = time.perf_counter()
-        future = self._thread.submit(_timed, model.run_batch, plan, second_s)
+        future, rest, submitted = start_split(self._thread, model, run, self._steer.share,
+                                   lambda plan: _timed(model.run_batch, plan, second_s))
         self._drain()  # the previous run, meanwhile
         main_s = 0.0
         if proc.model is not model:  # its finish swapped the model (retraining): this run again
@@ -556,12 +554,6 @@ class Worker:
         out = p.future.result()
         p.waited += time.perf_counter() - t0
         return out
-
-    def _split(self, model: Any, plan: Any) -> Any:
-        """The part of the run's queries this thread computes (``model.split_batch``), if any."""
-        if self._steer.share <= 0.0:
-            return None
-        return model.split_batch(plan, self._steer.share)
 
     def _drain(self) -> None:
         """Finish the pipelined run, if any: the core's per-click finish, publish, advance."""

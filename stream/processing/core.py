@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from itertools import islice
 from time import perf_counter
 from typing import Any, Protocol
@@ -173,6 +173,19 @@ class Run:
             self.hoff[lo:], self.hlen[lo:], self.k)
 
 
+def start_split(pool: Executor, model: BatchModel, run: Run, share: float,
+                call: Callable[[Any], Any] | None = None) -> tuple[Future[Any], Callable[[], None] | None, float]:
+    """Split a run's queries over two threads: ``share`` of them (the last) are cut off for the
+    calling thread to answer from a copy of the index (``split_batch``), the rest of the compiled
+    run goes to ``pool`` (``call(plan)``, by default ``model.run_batch``). Returns the future, the
+    calling thread's part (``None`` when nothing was cut off) and the ``perf_counter`` time of the
+    hand-over; the lists are those of one ``run_batch``. :meth:`ClickProcessor.process_batch` and the worker's pipelined loop share it."""
+    plan = run.plan_model(model)
+    rest = model.split_batch(plan, share) if share > 0.0 else None
+    submitted = perf_counter()
+    return pool.submit(call or model.run_batch, plan), rest, submitted
+
+
 class ClickProcessor:
     """Runs one click through the recommender and its self-measurement.
 
@@ -318,9 +331,7 @@ class ClickProcessor:
         if self._helper is None:
             return self.finish(run, model, run.learn_recommend(model), on_click)
         pool, share = self._helper
-        plan = run.plan_model(model)
-        rest = model.split_batch(plan, share)
-        answers = pool.submit(model.run_batch, plan)
+        answers, rest, _ = start_split(pool, model, run, share)
         if rest is not None:
             rest()
         return self.finish(run, model, answers.result(), on_click)
