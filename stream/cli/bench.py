@@ -1,4 +1,11 @@
-"""``streamrec bench``: raw Kafka vs pipeline throughput, latency, memory, one vs W workers."""
+"""``streamrec bench``: raw Kafka vs pipeline throughput, latency, memory, one vs W workers.
+
+Produces N synthetic clicks (or replays --dataset) to a fresh topic, measures a bare
+kafka-python consume+decode loop over it, then runs W real worker processes in one group (score,
+learn, recommend, drift monitor, metrics) until all N are processed, and again publishing every
+list. With --workers > 1 the workers run with --learn-all-partitions (stream/kafka/replica.py).
+Prints a table, or one JSON line with --json.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,14 @@ import argparse
 import logging
 
 from stream import config
-from stream.cli.common import SYNTHETIC_DEFAULTS, add_command, add_shop_args, shop_kwargs, shop_label
+from stream.cli.common import (
+    SYNTHETIC_DEFAULTS,
+    add_command,
+    add_shop_args,
+    doc_body,
+    shop_kwargs,
+    shop_label,
+)
 from stream.evaluation.bench import DEFAULT_EVENTS
 from stream.evaluation.datasets import DEFAULT_FORMAT, FORMATS
 from stream.evaluation.httpload import DEFAULT_CONNECTIONS, DEFAULT_DURATION_S
@@ -16,13 +30,8 @@ from stream.models import DEFAULT_MODEL, MODELS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(
-        sub, "bench", help="throughput / latency / memory benchmark on the embedded broker", func=run,
-        description="Produces N synthetic clicks (or replays --dataset) to a fresh topic, measures a "
-                    "bare kafka-python consume+decode loop over it, then runs W real worker processes in one group "
-                    "(score, learn, recommend, drift monitor, metrics) until all N are processed, "
-                    "and again publishing every list. With --workers > 1 the workers run with "
-                    "--learn-all-partitions (stream/kafka/replica.py). Prints a table, or one JSON line with --json.")
+    p = add_command(sub, "bench", help='throughput / latency / memory benchmark on the embedded broker', func=run,
+                    description=doc_body(__doc__))
     config.add(p, "--events", default=DEFAULT_EVENTS, type=int, help="synthetic events")
     config.add(p, "--model", default=DEFAULT_MODEL, choices=list(MODELS), help="session model")
     config.add(p, "--workers", default=1, type=int, help="worker processes in the group")

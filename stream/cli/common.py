@@ -25,6 +25,11 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, help: str, de
     return p
 
 
+def doc_body(doc: str | None) -> str:
+    """A sub-command module's docstring without its first line: the command's ``--help`` text."""
+    return (doc or "").partition("\n\n")[2].strip()
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     config.add(g, "--model", default=DEFAULT_MODEL, choices=list(MODELS), help="session model")

@@ -1,4 +1,10 @@
-"""``streamrec demo``: the whole pipeline on the embedded broker, ending with a summary."""
+"""``streamrec demo``: the whole pipeline on the embedded broker, ending with a summary.
+
+Without --bootstrap-servers, start the embedded Kafka-protocol broker, create the topics, replay
+a synthetic stream (or --dataset) through a producer while a worker recommends, learns and
+scores itself; show live progress and end with a summary table (--json: one JSON object as the
+last stdout line).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from stream.cli.common import (
     build_lifecycle,
     build_monitor,
     build_processor,
+    doc_body,
     shop_label,
 )
 from stream.cli.produce import add_source_args, source_events
@@ -21,12 +28,8 @@ from stream.kafka import clients as kafka_io
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(
-        sub, "demo", help="run broker, producer and worker end to end and print a summary", func=run,
-        description="Without --bootstrap-servers, start the embedded Kafka-protocol broker, create "
-                    "the topics, replay a synthetic stream (or --dataset) through a producer while a "
-                    "worker recommends, learns and scores itself; show live progress and end with a "
-                    "summary table (--json: one JSON object as the last stdout line).")
+    p = add_command(sub, "demo", help='run broker, producer and worker end to end and print a summary', func=run,
+                    description=doc_body(__doc__))
     kafka_io.add_kafka_args(p, bootstrap_required=False)
     config.add(p, "--topic", default=kafka_io.DEFAULT_TOPIC, help="click topic (suffixed with a run id on the embedded broker)")
     config.add(p, "--partitions", default=kafka_io.DEFAULT_PARTITIONS, type=int, help="partitions of the click topic")

@@ -1,4 +1,12 @@
-"""``streamrec worker``: one consumer-group member serving recommendations from a click topic."""
+"""``streamrec worker``: one consumer-group member serving recommendations from a click topic.
+
+A consumer-group member. For each click, in order: score the list recommended after the
+session's previous click (prequential HR@k / MRR@k), learn the click, recommend the next top k,
+publish it (with --recommendations-topic), update metrics. Offsets are committed only after a
+batch is processed. Malformed messages go to <topic>.dlq. HTTP: /metrics, /healthz, the request
+API (/recommendations, /items/<item_id>/similar, /openapi.json); with an admin token, operator
+actions on a loopback listener of their own (streamrec admin).
+"""
 
 from __future__ import annotations
 
@@ -7,21 +15,15 @@ import sys
 
 from monitoring.drift import config as drift_config
 from stream import config
-from stream.cli.common import add_command, add_model_args, add_state_args, build_processor
+from stream.cli.common import add_command, add_model_args, add_state_args, build_processor, doc_body
 from stream.kafka import clients as kafka_io
 from stream.kafka.ordering import ORDERS
 from stream.kafka.worker import DEFAULT_GROUP, DEFAULT_METRICS_PORT, WorkerSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(
-        sub, "worker", help="consume clicks, recommend, learn, score and expose metrics", func=run,
-        description="A consumer-group member. For each click, in order: score the list recommended "
-                    "after the session's previous click (prequential HR@k / MRR@k), learn the click, "
-                    "recommend the next top k, publish it (with --recommendations-topic), update "
-                    "metrics. Offsets are committed only after a batch is processed. Malformed "
-                    "messages go to <topic>.dlq. HTTP: /metrics, /healthz, the request API (/recommendations, /items/<item_id>/similar, /openapi.json); "
-                    "with an admin token, operator actions on a loopback listener of their own (streamrec admin).")
+    p = add_command(sub, "worker", help='consume clicks, recommend, learn, score and expose metrics', func=run,
+                    description=doc_body(__doc__))
     kafka_io.add_kafka_args(p)
     config.add(p, "--topic", default=kafka_io.DEFAULT_TOPIC, help="click topic")
     config.add(p, "--group", default=DEFAULT_GROUP, help="consumer group id")
