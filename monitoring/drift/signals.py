@@ -4,7 +4,8 @@ Every signal is a histogram over a fixed, small set of bins (never raw item ids)
 the reference (the training distribution) and a live window. Scores are vectorised over rows, so
 calibration can score a thousand pseudo-windows in one call. Each signal is one :class:`Signal`
 subclass (its bins, score, threshold floor and reason), registered in :data:`REGISTRY` as it is
-defined; the reference, the calibration, the monitor and the exporter iterate over them.
+defined; the reference, the calibration, the monitor and the exporter iterate over them. The
+signals share one module (just over 400 lines) so that they read side by side.
 
 ========================  ==========================================  ==============================
 signal                    bins                                        score
