@@ -205,7 +205,7 @@ class DriftMonitor:
     def attach(self, processor: Any) -> None:
         """Name items in reasons by ``processor``'s :class:`~stream.state.items.ItemIndex` (again
         after a checkpoint restore)."""
-        self.items = getattr(processor, "items", None)
+        self.items = processor.items
 
     def subscribe(self, callback: Callable[[DriftMonitor], None]) -> None:
         """Have ``callback(monitor)`` called when retraining becomes due."""
