@@ -219,3 +219,37 @@ def test_pipelined_worker_equals_click_by_click(broker, unique, monkeypatch) -> 
     assert [orjson.loads(r.value)["items"] for r in published] == expected
     assert served.monitor.retrains == ref.monitor.retrains >= 1
     assert _state(served) == _state(ref)
+
+
+@pytest.mark.parametrize("model", ["vstan", "sknn"])
+def test_concurrent_reads_answer_from_the_last_split_runs_state(model: str) -> None:
+    """``recommend_concurrent`` (the request API's queries while a pipelined run computes) gives,
+    from the copy the last split-off part left, the lists of the model that learned that run
+    (one run per plan here: no evictions), also while the next run is split and computing; and
+    ``None`` until a run has been split."""
+    events = _events(4_000, seed=3)
+    a, b = _processor(model, False, monitor=False), _processor(model, False, monitor=False)
+    assert b.model.recommend_concurrent([0], 0.0, 5) is None
+    probes = [[e.item_id for e in events[j:j + 3]] for j in range(0, 90, 3)]
+    checked = 0
+    expected: list[list[int]] | None = None
+    at = 0.0
+    for chunk in chunked(events, 500):
+        run = b.plan(chunk)
+        m = b.model
+        plan = run.plan_model(m)
+        rest = m.split_batch(plan, 0.5, min_clicks=1)
+        assert rest is not None
+        known = [[b.items.get(i) for i in h] for h in probes]
+        if expected is not None:  # the next run is split: the view is still the last run's
+            assert [m.recommend_concurrent(h, at, 5) for h in known] == expected
+            checked += len(known)
+        answers = m.run_batch(plan)
+        rest()
+        b.finish(run, m, answers)
+        for e in chunk:
+            a.process(e)
+        at = chunk[-1].timestamp
+        expected = [a.model.recommend(h, at, 5) for h in known]
+        assert [m.recommend_concurrent(h, at, 5) for h in known] == expected
+    assert checked >= 200

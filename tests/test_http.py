@@ -138,3 +138,16 @@ def test_connections_are_capped(server: HttpServer) -> None:
         except OSError:
             time.sleep(0.1)
     assert request(server, "GET", "/healthz")[0] == 200
+
+
+def test_wrk_pacing_holds_the_asked_rate(server: HttpServer, tmp_path: Any) -> None:
+    """``bench --http-load`` paces the requests against a consuming worker with ``wrk``'s
+    ``delay()`` hook: the rate asked is a ceiling the run keeps to."""
+    from stream.evaluation.httpload import _get_script, _pace, finish_wrk, start_wrk
+
+    run = finish_wrk(start_wrk(server.port, _get_script(["known"], _pace(200.0, 1)), str(tmp_path), "paced",
+                               2.0, 1, 4))
+    assert run.errors == 0
+    assert 100 <= run.requests_per_s <= 230
+    fast = finish_wrk(start_wrk(server.port, _get_script(["known"]), str(tmp_path), "unpaced", 1.0, 1, 4))
+    assert fast.requests_per_s > 1000

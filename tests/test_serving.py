@@ -161,6 +161,34 @@ def test_gate_runs_queued_queries_when_the_worker_is_quiet() -> None:
     assert g.call(lambda: 3) == 3
 
 
+def test_basket_queries_read_the_models_copy_while_the_gate_is_held() -> None:
+    """While a pipelined run holds the gate, ``POST /recommendations`` is answered at once from
+    the kNN model's copy of the index (``recommend_concurrent``), with the live model's list;
+    without a copy it queues for the gate as before."""
+    p = ClickProcessor(make_model("vstan"), k=5)
+    p.split_queries()
+    events = list(SyntheticStream(events=3_000, seed=4))
+    p.process_batch(events)
+    serving = Serving(p)
+    basket = [events[-1].item_id, events[-2].item_id]
+    live = serving.basket_list(basket, 5)  # the gate is free: the live model
+    serving.gate.hold()
+    try:
+        assert serving.basket_list(basket, 5) == live
+        assert serving.gate.waited_at == -float("inf")  # nothing queued
+    finally:
+        serving.gate.release()
+    q = ClickProcessor(make_model("vstan"), k=5)  # no run split yet: no copy
+    q.process_batch(events)
+    other = Serving(q)
+    other.gate.hold()
+    try:
+        with pytest.raises(TimeoutError):
+            other.gate.call(lambda: 1, timeout_s=0.05, meanwhile=lambda: q.model.recommend_concurrent([0], 0.0, 5))
+    finally:
+        other.gate.release()
+
+
 def test_worker_opens_the_gate_between_slices_and_shortens_runs_while_queries_wait() -> None:
     """On the click-by-click path a queued model query is answered after the first
     GATE_EVERY_CLICKS clicks of a long run, not after the run; the lists are the run's own. While

@@ -23,7 +23,7 @@ from stream.cli.common import (
 )
 from stream.evaluation.bench import DEFAULT_EVENTS
 from stream.evaluation.datasets import DEFAULT_FORMAT, FORMATS
-from stream.evaluation.httpload import DEFAULT_CONNECTIONS, DEFAULT_DURATION_S
+from stream.evaluation.httpload import DEFAULT_CONNECTIONS, DEFAULT_DURATION_S, DEFAULT_RATE
 from stream.evaluation.synthetic import SCENARIOS
 from stream.kafka.clients import DEFAULT_PARTITIONS
 from stream.models import DEFAULT_MODEL, MODELS
@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--http-duration", default=DEFAULT_DURATION_S, type=float, help="--http-load: seconds per wrk run")
     config.add(p, "--http-connections", default=DEFAULT_CONNECTIONS, type=int,
                help="--http-load: wrk connections for GET (POST uses a quarter of them under load)")
+    config.add(p, "--http-rate", default=DEFAULT_RATE, type=float,
+               help="--http-load: requests/s against the consuming worker, half GET and half POST "
+                    "(0: as fast as wrk can)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line (last line)")
     config.add_logging(p)
 
@@ -112,7 +115,7 @@ def _http_load(args: argparse.Namespace) -> int:
 
     r = run_http_load(events=args.events, model=args.model, duration_s=args.http_duration,
                       connections=args.http_connections, post_connections=max(1, args.http_connections // 4),
-                      partitions=1, seed=args.seed, worker_args=args.worker_arg,
+                      partitions=1, seed=args.seed, rate=args.http_rate, worker_args=args.worker_arg,
                       bootstrap=args.bootstrap_servers)
     if args.json:
         print(json.dumps({"model": r.model, "events_produced": r.events, **r.as_json()}), flush=True)

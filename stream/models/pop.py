@@ -68,6 +68,11 @@ class PopularityCounts:
             self._since = 0
         return self._top[:k]
 
+    def cached(self) -> list[int]:
+        """The top list as of its last refresh (at least 100 items once :meth:`top` ran), read
+        without refreshing it: safe from a thread other than the one that adds clicks."""
+        return self._top
+
 
 def _largest(counts: dict[int, float], k: int) -> list[int]:
     """``heapq.nlargest(k, counts, key=counts.__getitem__)`` (ties in insertion order) in numpy:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from stream.events import EVENT_TYPES, Event
+from stream.models.base import BatchModel
 from stream.serving.catalog import Catalog, CatalogFollower
 
 #: Sessions whose marks (purchases, last served list) are kept; the oldest are forgotten first.
@@ -150,8 +151,10 @@ class ModelGate:
     The worker :meth:`hold` s the gate while the model (or its second thread) may be working and
     :meth:`release` s it once idle; at each point in between where the model is quiet it calls
     :meth:`serve`, which answers the queries queued meanwhile. :meth:`call` runs a query at once
-    when the gate is free, else queues it and waits (at most ``timeout_s``); ``waited_at`` is when
-    a query last had to queue, which the worker reads to open the gate more often meanwhile.
+    when the gate is free, else answers it ``meanwhile`` (a query that is safe beside the busy
+    model, such as :meth:`~stream.models.base.BatchModel.recommend_concurrent`) if that can, else
+    queues it and waits (at most ``timeout_s``); ``waited_at`` is when a query last had to queue,
+    which the worker reads to open the gate more often meanwhile.
     """
 
     def __init__(self) -> None:
@@ -185,12 +188,17 @@ class ModelGate:
             job[1] = (False, e)
         done.set()
 
-    def call(self, fn: Callable[[], Any], timeout_s: float = 5.0) -> Any:
+    def call(self, fn: Callable[[], Any], timeout_s: float = 5.0,
+             meanwhile: Callable[[], Any] | None = None) -> Any:
         if self._lock.acquire(blocking=False):
             try:
                 return fn()
             finally:
                 self._lock.release()
+        if meanwhile is not None:
+            got = meanwhile()
+            if got is not None:
+                return got
         job: list[Any] = [fn, None, threading.Event()]
         with self._qlock:
             self._queue.append(job)
@@ -345,7 +353,13 @@ class Serving:
             model = proc.model
             return model.recommend(ints, ts, fetch, None) if ints else []
 
-        recs = self.gate.call(ask)
+        model = proc.model
+        meanwhile = None
+        if ints and isinstance(model, BatchModel):  # while a run computes, from its copy of the index
+            def meanwhile() -> list[int] | None:
+                return model.recommend_concurrent(ints, ts, fetch)
+
+        recs = self.gate.call(ask, meanwhile=meanwhile)
         seen = items if self.rules.exclude_seen else ()
         return self.rules.apply(proc.items.names(recs), k, category, (), seen, exclude, self.fallback())
 

@@ -60,8 +60,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
+from time import monotonic as _monotonic
 from time import perf_counter
 from types import ModuleType
 
@@ -644,9 +646,10 @@ class KNNModel(BatchModel, ScoringModel):
         return load_kernel() if self._use_kernel else None
 
     def __getstate__(self) -> dict:
-        """The state without :meth:`split_batch`'s shadow (copies of the index, rebuilt on use)."""
+        """The state without :meth:`split_batch`'s shadows (copies of the index, rebuilt on use)."""
         state = self.__dict__.copy()
         state.pop("_shadow", None)
+        state.pop("_spare", None)
         return state
 
     @property
@@ -971,17 +974,67 @@ class KNNModel(BatchModel, ScoringModel):
         plan.rec_first[cut - lo :] = False
         theirs = rec.copy()
         theirs[: cut - lo] = False
-        if shadow is None:
-            shadow = self.__dict__.get("_shadow")
+        if shadow is None:  # the spare of the model's two: the other is read meanwhile
+            shadow = self.__dict__.get("_spare")
             if shadow is None:
-                shadow = self._shadow = IndexShadow()
-        arrays = shadow.of(self._batch_arrays())
+                shadow = self._spare = IndexShadow()
         part, n_items = plan.part, self.index._n_items
+        with shadow.lock:
+            arrays = shadow.arrays = shadow.of(self._batch_arrays())
+            shadow.n_items, shadow.n_sessions = n_items, float(self.index.n_sessions_seen)
+            shadow.taken = _monotonic()
 
         def rest() -> None:
-            self._learn_query(plan, theirs, arrays, lo, hi, part, n_items)
+            with shadow.lock:
+                shadow.n_items = self._learn_query(plan, theirs, arrays, lo, hi, part, n_items)
+            read = self.__dict__.get("_shadow")
+            self._shadow = shadow  # recommend_concurrent reads this one now
+            self._spare = read if read is not shadow else None
 
         return rest
+
+    def recommend_concurrent(self, history: Sequence[int], timestamp: float, k: int) -> list[int] | None:
+        """The list for ``history`` from the copy of the index the last finished split-off part
+        of a run (:meth:`split_batch`) left: the model as of a recent run's start plus the
+        clicks that part learned. It is safe beside a run computing on another thread: the next
+        split copies into the model's other shadow, so a read waits only for the rare copy into
+        the one it reads. ``None`` when there is no copy from the last
+        :data:`CONCURRENT_MAX_AGE_S`. Nothing is learned; a short list is filled with the popular
+        items as they were at their last refresh.
+
+        >>> from stream.models import make_model
+        >>> m = make_model("vstan")
+        >>> m.recommend_concurrent([1, 2], 0.0, 5) is None  # no run has been split yet
+        True
+        """
+        shadow = self.__dict__.get("_shadow")
+        spec = self._fused if self._use_kernel else None
+        if shadow is None or spec is None or not history or k <= 0:
+            return None
+        hist = np.fromiter(history, dtype=np.int64, count=len(history))
+        if not shadow.lock.acquire(timeout=CONCURRENT_WAIT_S):
+            return None
+        try:
+            if _monotonic() - shadow.taken > CONCURRENT_MAX_AGE_S or not shadow.arrays:
+                return None
+            pstart, plen, pflat, times, n_unique, mark, start, flat, lp, acc, imark, events = shadow.arrays
+            top = int(hist.max()) + 1
+            if top > lp.size:  # an item newer than the copy: a private zeroed scratch
+                lp = np.zeros(top, dtype=np.float64)
+            recs: list[int] = self._kernel.query_history(  # type: ignore[union-attr]
+                hist, spec[0], spec[1], pstart, plen, pflat, shadow.n_items, -1, times, n_unique, mark,
+                self.sample_size, self.k, spec[2], spec[3], float(timestamp), start, flat, lp, spec[4],
+                spec[5], spec[6], self._drop_seen(), acc, imark, events, shadow.n_sessions, spec[7], k,
+            )[0].tolist()  # fmt: skip
+        finally:
+            shadow.lock.release()
+        if len(recs) < k:
+            popular = self._pop.cached()  # no refresh here: the counts are the run's to change
+            if self._drop_seen():
+                seen = set(history)
+                popular = [i for i in popular if i not in seen]
+            recs = fill(recs, popular, k)
+        return recs
 
     def _batch_arrays(self) -> tuple[np.ndarray, ...]:
         """The arrays of a compiled batch call, in its order: the index's (posting starts and
@@ -1083,14 +1136,29 @@ class _Query:
 
 
 _SCRATCH = (5, 8, 9, 10)  # KNNModel._batch_arrays' marker and per-item scratch
+#: :meth:`KNNModel.recommend_concurrent` answers from a copy at most this old (a run is milliseconds) ...
+CONCURRENT_MAX_AGE_S = 1.0
+#: ... and waits at most this long for the split-off part that is learning on it.
+CONCURRENT_WAIT_S = 0.02
 
 
 class IndexShadow:
     """Reusable copies of a batch call's arrays, and zeroed scratch, for a second caller
-    computing part of a run's queries (:meth:`KNNModel.split_batch`)."""
+    computing part of a run's queries (:meth:`KNNModel.split_batch`).
+
+    Between that caller's uses the copies are a consistent state of the index (the one the run
+    started from, plus the clicks the caller learned), which :meth:`KNNModel.recommend_concurrent`
+    reads from another thread. ``lock`` serialises the copy, the caller's part and those reads;
+    ``n_items`` and ``n_sessions`` are the copy's, ``taken`` the ``time.monotonic()`` of the copy.
+    """
 
     def __init__(self) -> None:
         self._bufs: dict[int, np.ndarray] = {}
+        self.lock = threading.Lock()
+        self.arrays: tuple[np.ndarray, ...] = ()
+        self.n_items = 0
+        self.n_sessions = 0.0
+        self.taken = -math.inf
 
     def of(self, arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         """:meth:`KNNModel._batch_arrays`' arrays for the second caller: the marker and the per-item
