@@ -163,8 +163,8 @@ def test_gate_runs_queued_queries_when_the_worker_is_quiet() -> None:
 
 def test_basket_queries_read_the_models_copy_while_the_gate_is_held() -> None:
     """While a pipelined run holds the gate, ``POST /recommendations`` is answered at once from
-    the kNN model's copy of the index (``recommend_concurrent``), with the live model's list;
-    without a copy it queues for the gate as before."""
+    the kNN model's copy of the index (``recommend_concurrent``), with the live model's list, on
+    the server's event loop; without a copy it goes to the pool and queues for the gate."""
     p = ClickProcessor(make_model("vstan"), k=5)
     p.split_queries()
     events = list(SyntheticStream(events=3_000, seed=4))
@@ -172,10 +172,15 @@ def test_basket_queries_read_the_models_copy_while_the_gate_is_held() -> None:
     serving = Serving(p)
     basket = [events[-1].item_id, events[-2].item_id]
     live = serving.basket_list(basket, 5)  # the gate is free: the live model
+    body = orjson.dumps({"items": basket, "k": 5})
+    json_type = {"Content-Type": "application/json"}
     serving.gate.hold()
     try:
         assert serving.basket_list(basket, 5) == live
         assert serving.gate.waited_at == -float("inf")  # nothing queued
+        # the server answers it on its event loop, without handing it to a pool thread
+        code, headers, out = Api(serving).handle_now("POST", "/recommendations", json_type, body)  # type: ignore[misc]
+        assert code == 200 and orjson.loads(out) == {"items": live[0], "fallback": live[1]}
     finally:
         serving.gate.release()
     q = ClickProcessor(make_model("vstan"), k=5)  # no run split yet: no copy
@@ -183,6 +188,8 @@ def test_basket_queries_read_the_models_copy_while_the_gate_is_held() -> None:
     other = Serving(q)
     other.gate.hold()
     try:
+        assert Api(other).handle_now("POST", "/recommendations", json_type, body) is None  # to the pool
+        assert Api(other).handle_now("POST", "/recommendations", json_type, b"{")[0] == 400  # type: ignore[index]
         with pytest.raises(TimeoutError):
             other.gate.call(lambda: 1, timeout_s=0.05, meanwhile=lambda: q.model.recommend_concurrent([0], 0.0, 5))
     finally:

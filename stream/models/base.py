@@ -141,11 +141,13 @@ class BatchModel(SessionModel):
         them while :meth:`run_batch` runs on another thread, or ``None`` (nothing to split)."""
         return None
 
-    def recommend_concurrent(self, history: Sequence[int], timestamp: float, k: int) -> list[int] | None:
+    def recommend_concurrent(self, history: Sequence[int], timestamp: float, k: int,
+                             wait: bool = True) -> list[int] | None:
         """A list for ``history`` that is safe to compute on another thread while a run
         computes (from a consistent copy of the model's state, at most one run old, learning
-        nothing), or ``None`` when the model has no such copy now: the caller then waits for the
-        model to be quiet and calls :meth:`recommend`."""
+        nothing), or ``None`` when the model has no such copy now (or, with ``wait=False``, not
+        without waiting for it): the caller then waits for the model to be quiet and calls
+        :meth:`recommend`."""
         return None
 
 

@@ -24,7 +24,7 @@ import orjson
 
 from stream.events import MAX_CATEGORY_CHARS, valid_id
 from stream.serving.http import Response, error, json_response
-from stream.serving.rules import Serving
+from stream.serving.rules import Serving, WouldWait
 
 MAX_K = 200
 MAX_ITEMS = 200  # items and exclude entries in one request
@@ -101,17 +101,29 @@ class Api:
         """POST and similar ask the live model, which may have to wait for a quiet moment."""
         return method == "POST" or (path.startswith("/items/") and "/similar" in path)
 
+    def handle_now(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response | None:
+        """:meth:`handle` if it needs no waiting (the model is free, or its copy can be read at
+        once, or the request is refused), else ``None``: the server then calls :meth:`handle` on
+        a thread that may wait."""
+        try:
+            return self._route(method, path, headers, body, False)
+        except WouldWait:
+            return None
+
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response:
+        return self._route(method, path, headers, body, True)
+
+    def _route(self, method: str, path: str, headers: Mapping[str, str], body: bytes, wait: bool) -> Response:
         route, _, qs = path.partition("?")
         try:
             if route == "/openapi.json":
                 return self._only(method, "GET") or (200, {}, OPENAPI_BYTES)
             if route == "/recommendations":
-                return self._only(method, "POST") or self._post(headers, body, qs)
+                return self._only(method, "POST") or self._post(headers, body, qs, wait)
             if route.startswith("/recommendations/"):
                 return self._only(method, "GET") or self._session(route[len("/recommendations/"):], qs)
             if route.startswith("/items/") and route.endswith("/similar"):
-                return self._only(method, "GET") or self._similar(route[len("/items/"):-len("/similar")], qs)
+                return self._only(method, "GET") or self._similar(route[len("/items/"):-len("/similar")], qs, wait)
             return error(404, "not found", field="path")
         except BadRequest as e:
             return error(e.code, e.why, field=e.field)
@@ -138,7 +150,7 @@ class Api:
         items, fb = got
         return json_response(200, items, {FALLBACK_HEADER: str(fb)})
 
-    def _post(self, headers: Mapping[str, str], body: bytes, qs: str) -> Response:
+    def _post(self, headers: Mapping[str, str], body: bytes, qs: str, wait: bool) -> Response:
         if qs:
             raise BadRequest("query", "POST /recommendations takes its parameters in the body")
         ctype = headers.get("Content-Type", "application/json").split(";", 1)[0].strip().lower()
@@ -160,10 +172,10 @@ class Api:
         k = _k(d.get("k"), self.k)
         category = _category(d.get("category"))
         exclude = set(_ids(d.get("exclude"), "exclude"))
-        out, fb = self.serving.basket_list(items, k, category, exclude)
+        out, fb = self.serving.basket_list(items, k, category, exclude, wait)
         return json_response(200, {"items": out, "fallback": fb})
 
-    def _similar(self, raw: str, qs: str) -> Response:
+    def _similar(self, raw: str, qs: str, wait: bool) -> Response:
         item = unquote(raw, errors="strict") if "%" in raw else raw
         if not valid_id(item) or "/" in raw:
             raise BadRequest("item_id", "invalid item id")
@@ -171,7 +183,7 @@ class Api:
         if "category" in q or "exclude" in q:
             raise BadRequest("category" if "category" in q else "exclude", "similar takes only k")
         k = _k(q.get("k"), self.k)
-        got = self.serving.similar(item, k)
+        got = self.serving.similar(item, k, wait)
         if got is None:
             return json_response(404, {"error": "unknown item", "field": "item_id", "item_id": item})
         items, fb = got

@@ -64,6 +64,9 @@ class ApiHandler(Handler, Protocol):
     def blocking(self, method: str, path: str) -> bool:
         """Whether answering may wait (the server then answers it on a thread of its pool)."""
 
+    def handle_now(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response | None:
+        """For a request that may wait: its response if it needs no waiting after all, else ``None``."""
+
 
 def json_response(code: int, obj: Any, headers: Mapping[str, str] | None = None) -> Response:
     return code, headers or {}, orjson.dumps(obj) + b"\n"
@@ -101,6 +104,24 @@ class Routes:
         if target.startswith("/admin/"):
             return self.admin is not None
         return self.api is not None and self.api.blocking(method, target)
+
+
+def dispatch_now(routes: Routes, method: str, target: str, headers: Mapping[str, str],
+                 body: bytes) -> Response | None:
+    """For a request that may wait (:meth:`Routes.blocking`): its response if the request API can
+    give it without waiting (the model free or its copy readable, or a refusal), else ``None``
+    (admin routes always: they are answered on the pool). Never raises."""
+    if routes.api is None or target.startswith("/admin/"):
+        return None
+    if len(target) > MAX_PATH or target.split("?", 1)[0] in _OWN_PATHS:
+        return dispatch(routes, method, target, headers, body)  # not the request API's: no waiting
+    try:
+        return routes.api.handle_now(method, target, headers, body)
+    except Exception:  # noqa: BLE001 - answered (and logged) by dispatch on the pool
+        return None
+
+
+_OWN_PATHS = frozenset(("/", "/metrics", "/healthz", "/health"))  # answered by dispatch, not the API
 
 
 def dispatch(routes: Routes, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
@@ -314,13 +335,17 @@ class _Connection(asyncio.Protocol):
         conn = headers.get("Connection", "").lower()
         close = conn == "close" or (version == "HTTP/1.0" and conn != "keep-alive")
         routes = self.server.routes
-        if routes.blocking(method, target):  # may wait for the model: off the loop, in order
-            self.waiting = True
-            fut = self.server.pool.submit(dispatch, routes, method, target, headers, body)
-            loop = self.server.loop
-            fut.add_done_callback(lambda f: loop.call_soon_threadsafe(self._answered, f, close))
-            return False
-        code, rheaders, rbody = dispatch(routes, method, target, headers, body)
+        if routes.blocking(method, target):
+            answer = dispatch_now(routes, method, target, headers, body)
+            if answer is None:  # it must wait (for the model, for admin work): off the loop, in order
+                self.waiting = True
+                fut = self.server.pool.submit(dispatch, routes, method, target, headers, body)
+                loop = self.server.loop
+                fut.add_done_callback(lambda f: loop.call_soon_threadsafe(self._answered, f, close))
+                return False
+        else:
+            answer = dispatch(routes, method, target, headers, body)
+        code, rheaders, rbody = answer
         self._write(code, rheaders, rbody, close)
         return not close
 

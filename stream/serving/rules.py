@@ -145,6 +145,10 @@ class Rules:
         return out, len(out) - n
 
 
+class WouldWait(Exception):
+    """A query asked not to wait (``wait=False``) found the model busy and no copy to read."""
+
+
 class ModelGate:
     """Serialises the HTTP thread's model queries with the worker's use of the model.
 
@@ -187,6 +191,16 @@ class ModelGate:
         except Exception as e:  # noqa: BLE001 - handed to the waiting caller
             job[1] = (False, e)
         done.set()
+
+    def now(self, fn: Callable[[], Any], meanwhile: Callable[[], Any] | None = None) -> Any:
+        """``fn()`` if the gate is free, else ``meanwhile()`` if given; ``None`` when neither
+        answers without waiting (the caller then uses :meth:`call` where it may wait)."""
+        if self._lock.acquire(blocking=False):
+            try:
+                return fn()
+            finally:
+                self._lock.release()
+        return meanwhile() if meanwhile is not None else None
 
     def call(self, fn: Callable[[], Any], timeout_s: float = 5.0,
              meanwhile: Callable[[], Any] | None = None) -> Any:
@@ -341,9 +355,10 @@ class Serving:
                                 self.marks.purchased.get(sid, ()), seen, exclude, self.fallback())
 
     def basket_list(self, items: Sequence[str], k: int, category: str | None = None,
-                    exclude: Collection[str] = ()) -> tuple[list[str], int]:
+                    exclude: Collection[str] = (), wait: bool = True) -> tuple[list[str], int]:
         """The live model's list for a context it has not learned (``items``, oldest first),
-        without learning it; the clicked items count as seen."""
+        without learning it; the clicked items count as seen. With ``wait=False``, raises
+        :class:`WouldWait` if the answer would have to wait for the model."""
         proc = self.processor
         ints = [i for i in (proc.items.get(x) for x in items) if i is not None and i >= 0]
         fetch = max(proc.fetch, k + proc.fetch - proc.k)
@@ -357,17 +372,23 @@ class Serving:
         meanwhile = None
         if ints and isinstance(model, BatchModel):  # while a run computes, from its copy of the index
             def meanwhile() -> list[int] | None:
-                return model.recommend_concurrent(ints, ts, fetch)
+                return model.recommend_concurrent(ints, ts, fetch, wait)
 
-        recs = self.gate.call(ask, meanwhile=meanwhile)
+        if wait:
+            recs = self.gate.call(ask, meanwhile=meanwhile)
+        else:
+            recs = self.gate.now(ask, meanwhile)
+            if recs is None:
+                raise WouldWait
         seen = items if self.rules.exclude_seen else ()
         return self.rules.apply(proc.items.names(recs), k, category, (), seen, exclude, self.fallback())
 
-    def similar(self, item: str, k: int) -> tuple[list[str], int] | None:
-        """Items to show beside ``item``: the model's list for a one-click context."""
+    def similar(self, item: str, k: int, wait: bool = True) -> tuple[list[str], int] | None:
+        """Items to show beside ``item``: the model's list for a one-click context (``wait`` as
+        in :meth:`basket_list`), or ``None`` for an item never seen."""
         if self.processor.items.get(item) is None:
             return None
-        return self.basket_list([item], k, exclude={item})
+        return self.basket_list([item], k, exclude={item}, wait=wait)
 
 
 def load_denylist(path: str | None) -> frozenset[str]:

@@ -993,13 +993,15 @@ class KNNModel(BatchModel, ScoringModel):
 
         return rest
 
-    def recommend_concurrent(self, history: Sequence[int], timestamp: float, k: int) -> list[int] | None:
+    def recommend_concurrent(self, history: Sequence[int], timestamp: float, k: int,
+                             wait: bool = True) -> list[int] | None:
         """The list for ``history`` from the copy of the index the last finished split-off part
         of a run (:meth:`split_batch`) left: the model as of a recent run's start plus the
         clicks that part learned. It is safe beside a run computing on another thread: the next
         split copies into the model's other shadow, so a read waits only for the rare copy into
         the one it reads. ``None`` when there is no copy from the last
-        :data:`CONCURRENT_MAX_AGE_S`. Nothing is learned; a short list is filled with the popular
+        :data:`CONCURRENT_MAX_AGE_S` (or, with ``wait=False``, when that copy is being written).
+        Nothing is learned; a short list is filled with the popular
         items as they were at their last refresh.
 
         >>> from stream.models import make_model
@@ -1012,7 +1014,7 @@ class KNNModel(BatchModel, ScoringModel):
         if shadow is None or spec is None or not history or k <= 0:
             return None
         hist = np.fromiter(history, dtype=np.int64, count=len(history))
-        if not shadow.lock.acquire(timeout=CONCURRENT_WAIT_S):
+        if not shadow.lock.acquire(timeout=CONCURRENT_WAIT_S if wait else 0.0):
             return None
         try:
             if _monotonic() - shadow.taken > CONCURRENT_MAX_AGE_S or not shadow.arrays:
@@ -1138,7 +1140,7 @@ class _Query:
 _SCRATCH = (5, 8, 9, 10)  # KNNModel._batch_arrays' marker and per-item scratch
 #: :meth:`KNNModel.recommend_concurrent` answers from a copy at most this old (a run is milliseconds) ...
 CONCURRENT_MAX_AGE_S = 1.0
-#: ... and waits at most this long for the split-off part that is learning on it.
+#: ... and waits at most this long (``wait=True``) for the split-off part that is learning on it.
 CONCURRENT_WAIT_S = 0.02
 
 
