@@ -104,14 +104,16 @@ def _post_script(baskets: list[list[str]], pace: str = "") -> str:
 
 @dataclass
 class WrkRun:
-    requests_per_s: float = 0.0
-    p50_ms: float = 0.0
-    p90_ms: float = 0.0
-    p99_ms: float = 0.0
-    max_ms: float = 0.0
-    requests: int = 0
-    errors: int = 0  # socket errors, timeouts and non-2xx answers
-    error_kinds: dict[str, int] = field(default_factory=dict)
+    """One ``wrk`` run's figures, from its ``done`` hook's JSON line (:meth:`parse`)."""
+
+    requests_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    requests: int
+    errors: int  # socket errors, timeouts and non-2xx answers
+    error_kinds: dict[str, int]
 
     @staticmethod
     def parse(out: str) -> WrkRun:
