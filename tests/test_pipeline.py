@@ -139,3 +139,29 @@ def test_demo_json_contract(broker) -> None:
         assert key in d
     assert d["events_produced"] == d["events_processed"] == 2000
     assert main is not None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_renice_thread_changes_only_the_calling_thread() -> None:
+    """The pipelined worker's compute threads run nicer than its HTTP thread (``--compute-nice``)."""
+    import os
+    import threading
+
+    from stream.kafka.worker import renice_thread
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = nice()
+    seen: list[int] = []
+
+    def compute() -> None:
+        before = nice()
+        assert renice_thread(3) == 3
+        seen.append(nice() - before)
+
+    t = threading.Thread(target=compute)
+    t.start()
+    t.join(5)
+    assert seen == [3] and nice() == mine
+    assert renice_thread(0) == 0 and nice() == mine

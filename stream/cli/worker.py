@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add(p, "--no-pipeline", default=not WorkerSettings.pipeline, action="store_true",
                help="session-kNN models: learn and recommend each poll on the main thread instead of "
                     "on a second thread beside the next poll (same lists either way; half the cores)")
+    config.add(p, "--compute-nice", default=WorkerSettings.compute_nice, type=int,
+               help="session-kNN, pipelined, with the HTTP port open: run the two threads that consume "
+                    "and compute this much nicer than the HTTP server's, so requests are answered at once "
+                    "on a machine whose cores the worker keeps busy (Linux; 0: off)")
     config.add(p, "--click-order", default=WorkerSettings.click_order, choices=list(ORDERS),
                help="event-time: the clicks of all partitions this worker reads are merged by event time, "
                     "so a backlog is learned and scored like live traffic; fetch: as the consumer returns "
@@ -99,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         consumer_overrides={} if args.session_timeout_ms is None
         else {"session_timeout_ms": args.session_timeout_ms},
         learn_all_partitions=args.learn_all_partitions, pipeline=not args.no_pipeline,
+        compute_nice=args.compute_nice,
         click_order=args.click_order, max_order_wait_s=args.max_order_wait,
         admin_token=args.admin_token or None, admin_host=args.admin_host, admin_port=args.admin_port,
     )
