@@ -100,9 +100,7 @@ class Lifecycle:
             raise ValueError("budget >= 1, 0 < alpha < 1, 0 < share <= 1")
         self.on_drift = on_drift
         self.promote_mode = promote
-        self.budget = budget
-        self.alpha = alpha
-        self.share = share
+        self.budget, self.alpha, self.share = budget, alpha, share  # a challenger's budget, test and sample
         self.challenger: Challenger | None = None
         self.promotions: list[dict[str, Any]] = []
         self.acknowledgements = 0
