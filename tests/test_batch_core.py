@@ -30,7 +30,7 @@ def _processor(model: str, tight: bool, learn: bool = True, monitor: bool = True
     p = ClickProcessor(m, sessions=store, items=items, monitor=mon if monitor else None, learn=learn)
     if monitor:
         mon.attach(p)
-        Lifecycle(mon, p, on_drift="retrain")
+        mon.subscribe(Lifecycle(mon, p, on_drift="retrain").on_due)
     return p
 
 
@@ -95,7 +95,7 @@ def test_split_run_equals_whole(model: str, caps: str) -> None:
         mon = DriftMonitor(reference_events=2000, warmup=500, buffer_events=2000)
         p = ClickProcessor(make_model(model, **kw), monitor=mon)
         mon.attach(p)
-        Lifecycle(mon, p, on_drift="retrain")
+        mon.subscribe(Lifecycle(mon, p, on_drift="retrain").on_due)
         return p
 
     a, b = proc(), proc()

@@ -22,7 +22,7 @@ def run(scenario: str, events: int = 16_000, drift_at: int = 10_000, model: str 
     m = DriftMonitor(**{**SMALL, **kw})
     p = ClickProcessor(make_model(model), monitor=m)
     m.attach(p)
-    Lifecycle(m, p, on_drift=on_drift)
+    m.subscribe(Lifecycle(m, p, on_drift=on_drift).on_due)
     for e in SyntheticStream(events=events, seed=seed, scenario=scenario, drift_at=drift_at):
         p.process(e)
     return m, p
@@ -93,7 +93,7 @@ def test_retrain_lets_a_later_drift_be_detected():
     m = DriftMonitor(**SMALL, buffer_events=3_000)
     p = ClickProcessor(make_model("pop"), monitor=m)
     m.attach(p)
-    Lifecycle(m, p, on_drift="retrain")
+    m.subscribe(Lifecycle(m, p, on_drift="retrain").on_due)
     first = list(SyntheticStream(events=15_000, seed=1, scenario="new-catalog", drift_at=8_000))
     second = SyntheticStream(events=5_000, seed=2, start_ts=first[-1].timestamp)
     for e in [*first, *second]:  # from event 15,000: a shop with another popularity ranking

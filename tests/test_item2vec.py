@@ -241,7 +241,7 @@ def test_worker_retrains_item2vec_on_new_catalog_drift_and_recovers(broker, uniq
     monitor = DriftMonitor(reference_events=5_000, warmup=4_000, buffer_events=6_000)
     processor = ClickProcessor(model, k=20, monitor=monitor)
     monitor.attach(processor)
-    Lifecycle(monitor, processor, on_drift="retrain")
+    monitor.subscribe(Lifecycle(monitor, processor, on_drift="retrain").on_due)
     worker = Worker(WorkerSettings(client=cfg, topic=topic, group=group, model_name="item2vec",
                                    recommendations_topic=recs_topic, max_events=n), processor)
     runner = th.Thread(target=worker.run, daemon=True)

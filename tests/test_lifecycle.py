@@ -76,7 +76,9 @@ def _processor(on_drift: str = "challenger", model: str = "sr", monitor: dict | 
     m = DriftMonitor(**{**SMALL, **(monitor or {})})
     p = ClickProcessor(make_model(model), monitor=m)
     m.attach(p)
-    return p, Lifecycle(m, p, on_drift=on_drift, **life)
+    lifecycle = Lifecycle(m, p, on_drift=on_drift, **life)
+    m.subscribe(lifecycle.on_due)  # the wiring's part
+    return p, lifecycle
 
 
 def _feed(p: ClickProcessor, events) -> None:
@@ -200,7 +202,8 @@ def test_checkpoint_round_trip_restores_the_lifecycle_and_its_challenger():
     fresh = Lifecycle(DriftMonitor(**SMALL), q)
     fresh.attach(q)
     fresh.load_state_dict(state["lifecycle"])
-    assert fresh.monitor is q.monitor and fresh.on_due in q.monitor.subscribers
+    assert fresh.monitor is q.monitor and q.monitor.subscribers == []  # it binds; the wiring subscribes
+    q.monitor.subscribe(fresh.on_due)
     assert fresh.state == life.state == "challenging" and q.shadow is fresh.challenger
     assert fresh.challenger.clicks == life.challenger.clicks
     assert [a["action"] for a in fresh.actions] == [a["action"] for a in life.actions]

@@ -13,10 +13,10 @@ checks it), so the monitor knows nothing of what reacts to it or exports it:
    it raises "retraining due" to its subscribers;
 5. :mod:`~monitoring.drift.policy` — ``alert`` / ``retrain`` / ``challenger`` and retraining a model;
    :mod:`~monitoring.drift.challenger` — a challenger in shadow and its sequential test;
-6. :mod:`~monitoring.drift.lifecycle` — what happens when retraining is due; it subscribes to the
-   monitor and clears it;
+6. :mod:`~monitoring.drift.lifecycle` — what happens when retraining is due, and how it clears;
 7. :mod:`~monitoring.drift.exporter` — the Prometheus collectors of the monitor and the lifecycle;
-   :mod:`~monitoring.drift.config` — the command-line flags and the wiring they describe.
+   :mod:`~monitoring.drift.config` — the command-line flags and the wiring they describe (it
+   subscribes the lifecycle to the monitor).
 """
 
 from monitoring.drift.monitor import DriftMonitor

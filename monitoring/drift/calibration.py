@@ -158,17 +158,9 @@ def calibrate(
 
 
 def calibrate_long(
-    blocks: np.ndarray,
-    score: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    window_blocks: int,
-    long_windows: int,
-    persistence: int,
-    rate: float,
-    floor: float = 0.0,
-    windows: int = 20_000,
-    tail: float = 0.1,
-    seed: int = 0,
-    block_windows: int | None = None,
+    blocks: np.ndarray, score: Callable[[np.ndarray, np.ndarray], np.ndarray], window_blocks: int,
+    long_windows: int, persistence: int, rate: float, floor: float = 0.0,  # the long window's rule
+    windows: int = 20_000, tail: float = 0.1, seed: int = 0, block_windows: int | None = None,  # the bootstrap
 ) -> float | None:
     """Threshold of a sliding window of ``long_windows`` check windows, checked every window.
 

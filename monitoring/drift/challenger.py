@@ -53,11 +53,8 @@ class EProcess:
             raise ValueError("alpha must be in (0, 1)")
         self.alpha = alpha
         self.prior = prior
-        self.log_wealth = 0.0
-        self.max_log_wealth = 0.0
-        self.n = 0
-        self.total = 0.0
-        self.squares = 0.0
+        self.log_wealth = self.max_log_wealth = 0.0  # log K_t and its running maximum
+        self.n, self.total, self.squares = 0, 0.0, 0.0  # the past differences: count, sum, sum of squares
 
     def bet(self) -> float:
         """The next bet, from the past differences only."""

@@ -101,8 +101,14 @@ def monitor_params(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]
     return _params(args, "monitor", overrides)
 
 
+def lifecycle_params(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
+    """The :class:`Lifecycle` keyword arguments of the flags of :func:`add_arguments`."""
+    return _params(args, "lifecycle", {"on_drift": args.on_drift, "promote": args.promote, **overrides})
+
+
 def lifecycle_from_args(args: argparse.Namespace, monitor: DriftMonitor, processor: Any = None,
                         **overrides: Any) -> Lifecycle:
     """The :class:`Lifecycle` the flags of :func:`add_arguments` describe, subscribed to ``monitor``."""
-    params = _params(args, "lifecycle", {"on_drift": args.on_drift, "promote": args.promote, **overrides})
-    return Lifecycle(monitor, processor, **params)
+    life = Lifecycle(monitor, processor, **lifecycle_params(args, **overrides))
+    monitor.subscribe(life.on_due)
+    return life

@@ -1,7 +1,10 @@
 """The life of ``retraining_due``: what the product does when the monitor raises it, and how it clears.
 
-One :class:`Lifecycle` per worker or ``simulate`` run. It subscribes to the monitor (the monitor
-knows nothing of it) and acts by ``on_drift``::
+One :class:`Lifecycle` per worker or ``simulate`` run. The monitor raises "retraining due" and
+knows nothing of it; the wiring subscribes :meth:`Lifecycle.on_due` to the monitor
+(``monitor.subscribe(life.on_due)``: :func:`monitoring.drift.config.lifecycle_from_args`,
+:func:`stream.evaluation.simulate.simulate`, the worker after a checkpoint restore), and it acts by
+``on_drift``::
 
     watching --drift--> due --(challenger)--> challenging --test won--> promoted --> watching
                          |                        |   \\--(manual)--> waiting --promote--> watching
@@ -25,6 +28,7 @@ Every method is called from the thread that runs the click processor (the worker
 >>> m = DriftMonitor(reference_events=2_000, check_every=250, warmup=100)
 >>> p = ClickProcessor(make_model("sr"), monitor=m)
 >>> life = Lifecycle(m, p, on_drift="challenger")
+>>> m.subscribe(life.on_due)
 >>> life.status()["state"]
 'watching'
 >>> life.request_retrain("try one", by="doc")["challenger"]["active"]
@@ -64,8 +68,8 @@ class Lifecycle:
     Parameters
     ----------
     monitor
-        The :class:`~monitoring.drift.monitor.DriftMonitor`; :meth:`attach` subscribes
-        :meth:`on_due` to it.
+        The :class:`~monitoring.drift.monitor.DriftMonitor`; the wiring subscribes :meth:`on_due`
+        to it.
     processor
         The :class:`~stream.processing.core.ClickProcessor` whose model is retrained or challenged.
     on_drift
@@ -96,9 +100,7 @@ class Lifecycle:
             raise ValueError("budget >= 1, 0 < alpha < 1, 0 < share <= 1")
         self.on_drift = on_drift
         self.promote_mode = promote
-        self.budget = budget
-        self.alpha = alpha
-        self.share = share
+        self.budget, self.alpha, self.share = budget, alpha, share  # a challenger's budget, test and sample
         self.challenger: Challenger | None = None
         self.promotions: list[dict[str, Any]] = []
         self.acknowledgements = 0
@@ -113,13 +115,11 @@ class Lifecycle:
     # -- wiring --------------------------------------------------------------------------------
 
     def attach(self, processor: Any) -> None:
-        """Bind to ``processor`` and its monitor, and subscribe :meth:`on_due` to the monitor's
-        "retraining due" (again after a checkpoint replaced them: a restored monitor has no
-        subscribers)."""
+        """Bind to ``processor`` and its monitor (again after a checkpoint replaced them; a restored
+        monitor has no subscribers, so the wiring subscribes :meth:`on_due` to it again)."""
         self.processor = processor
         if processor is not None and processor.monitor is not None and hasattr(processor.monitor, "subscribe"):
             self.monitor = processor.monitor
-        self.monitor.subscribe(self.on_due)
         if processor is not None:
             processor.shadow = self.challenger
             self._arm()

@@ -27,8 +27,8 @@ of the reference. Life cycle::
 
 The monitor only raises "retraining due": it calls each callback of :attr:`DriftMonitor.subscribers`
 (:meth:`DriftMonitor.subscribe`) and knows nothing of who listens. What follows (a challenger, a
-retrain, an operator) lives in :mod:`monitoring.drift.lifecycle`, which subscribes and clears it
-with :meth:`DriftMonitor.rebaseline`; the Prometheus collectors are built on the exporter's side
+retrain, an operator) lives in :mod:`monitoring.drift.lifecycle`, which the wiring subscribes
+(:mod:`monitoring.drift.config`) and which clears it with :meth:`DriftMonitor.rebaseline`; the Prometheus collectors are built on the exporter's side
 (:mod:`monitoring.drift.exporter`). No blind spot across a reference change: the monitor keeps
 the last ``reference_events`` clicks already binned (a ring), so a new reference is frozen from
 clicks it has seen and checks go on at once; when that interim reference is shorter than
@@ -157,7 +157,7 @@ class DriftMonitor:
         self.long_max_streak: dict[str, int] = dict.fromkeys(per_signal, 0)  # longest run of those
         self.max_surprise: dict[str, float] = dict.fromkeys(per_signal, 0.0)  # largest -log p of one check
 
-        #: Called with the monitor when retraining becomes due (the lifecycle subscribes).
+        #: Called with the monitor when retraining becomes due (the wiring subscribes the lifecycle).
         self.subscribers: list[Callable[[DriftMonitor], None]] = []
         #: The most recent clicks as ``(session key, item, timestamp)``, to retrain from.
         self.recent: deque[tuple[int, int, float]] | None = (
@@ -367,7 +367,7 @@ class DriftMonitor:
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable (checkpoints): subscribers and the item names are left out; the restore
-        attaches the processor again and the lifecycle subscribes again."""
+        attaches the processor again and the wiring subscribes the lifecycle again."""
         state = self.__dict__.copy()
         state["subscribers"] = []
         state["items"] = None

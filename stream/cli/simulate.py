@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from monitoring.drift import config as drift_config
+from monitoring.drift.lifecycle import Lifecycle
 from stream.cli.common import (
     SYNTHETIC_DEFAULTS,
     add_command,
@@ -96,13 +97,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = make_model(args.model, **parse_params(args.param))
         monitor = drift_config.from_args(args)
-        life = drift_config.lifecycle_from_args(args, monitor)  # checks the lifecycle's flags
+        lifecycle = drift_config.lifecycle_params(args)
+        Lifecycle(monitor, **lifecycle)  # checks the lifecycle's flags; each run builds its own
     except ValueError as exc:
         print(f"streamrec simulate: {exc}", file=sys.stderr)
         return 2
-    lifecycle = {"on_drift": life.on_drift, "promote": life.promote_mode, "budget": life.budget,
-                 "alpha": life.alpha, "share": life.share}
-    monitor.subscribers.clear()
     if args.compare_policies:
         return _compare(args, events, lifecycle, drift_at, title)
     baselines = None

@@ -208,17 +208,11 @@ def fit(
 
 
 def evaluate_static(
-    train: str | Path,
-    test: str | Path,
-    fmt: str = DEFAULT_FORMAT,
-    model: str | SessionModel = "sr",
-    params: dict[str, Any] | None = None,
-    k: int = CUTOFF,
-    train_order: str | None = None,
-    max_session_items: int = DEFAULT_MAX_SESSION_ITEMS,
-    max_predictions: int | None = None,
-    show_progress: bool | None = None,
-    event_weights: dict[str, float] | None = None,
+    train: str | Path, test: str | Path, fmt: str = DEFAULT_FORMAT,  # the data
+    model: str | SessionModel = "sr", params: dict[str, Any] | None = None, k: int = CUTOFF,  # the model
+    train_order: str | None = None, max_session_items: int = DEFAULT_MAX_SESSION_ITEMS,
+    max_predictions: int | None = None,  # the protocol
+    show_progress: bool | None = None, event_weights: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """session-rec's static next-item protocol (all positions); see the module docstring.
 

@@ -73,6 +73,7 @@ def simulate(
                                event_weights=event_weights)
     monitor.attach(processor)
     life = Lifecycle(monitor, processor, **(lifecycle or {}))
+    monitor.subscribe(life.on_due)
     processor.split_queries()  # a kNN model's queries on two cores, as in the worker (same lists)
     t0 = perf_counter()
     for chunk in chunked(events, BATCH_EVENTS):  # as a worker's polls: a run of clicks at a time
@@ -184,6 +185,7 @@ def compare_policies(
         params = dict(lifecycle or {})
         params["on_drift"] = name
         life = Lifecycle(monitor, processor, **params)
+        monitor.subscribe(life.on_due)
         tracks.append(_Track(name, processor, monitor, life))
     runs: Iterable[list[Event]] = chunked(events, BATCH_EVENTS)
     if drift_at is not None:

@@ -97,21 +97,12 @@ class SyntheticStream:
 
     def __init__(
         self,
-        events: int = 100_000,
-        seed: int = 0,
-        scenario: str = "none",
-        drift_at: int | None = None,
-        drift_length: int = 100_000,
-        n_items: int = 5_000,
-        n_categories: int = 50,
-        zipf: float = 1.1,
-        follow: float = 0.7,
-        successors: int = 8,
-        mean_session_length: float = 5.0,
-        concurrency: int = 200,
-        rate: float = 50.0,
-        new_item_share: float = 0.3,
-        length_factor: float = 3.0,
+        events: int = 100_000, seed: int = 0,  # the stream
+        scenario: str = "none", drift_at: int | None = None, drift_length: int = 100_000,  # its drift
+        n_items: int = 5_000, n_categories: int = 50, zipf: float = 1.1, follow: float = 0.7,
+        successors: int = 8,  # the catalogue and its successor lists
+        mean_session_length: float = 5.0, concurrency: int = 200, rate: float = 50.0,  # the sessions
+        new_item_share: float = 0.3, length_factor: float = 3.0,  # the scenarios' sizes
         start_ts: float = 1_700_000_000.0,
     ) -> None:
         if scenario not in SCENARIOS:

@@ -357,6 +357,7 @@ class Worker:
             membership.rebase_metrics(self.metrics, self.processor)
             if self.lifecycle is not None:
                 self.lifecycle.attach(self.processor)  # the restored monitor and model
+                self.lifecycle.monitor.subscribe(self.lifecycle.on_due)  # a restored monitor has none
         self.metrics.flush(self.processor)
         self.processor.model.warm_up()  # compile before the first click, not on it
         overrides = dict(s.consumer_overrides)
