@@ -232,6 +232,11 @@ def _run(tmp_path: Path, procs: Procs, hook: Webhook, bootstrap: str, prometheus
     procs.start("prometheus", [
         prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
         f"--web.listen-address=127.0.0.1:{prom_port}", "--rules.alert.resend-delay=1s", "--log.level=warn"])
+    from stream.kafka.clients import ensure_topic
+
+    # the topics exist before the workers subscribe: each group's first join then assigns them
+    ensure_topic({"bootstrap_servers": bootstrap}, topic, 2)
+    ensure_topic({"bootstrap_servers": bootstrap}, switch_topic, 1)
     os.environ["STREAMREC_ADMIN_TOKEN"] = TOKEN  # the ack worker inherits it; never on a command line
     try:
         for name, flags in WORKERS.items():
