@@ -150,6 +150,7 @@ class Challenger:
         self.waiting = False  # won, manual promotion: waits for an operator
         self.refit_at = 0  # batch models: clicks in shadow at which it fits again (0: never)
         self.refits = 0
+        self.keep_ahead = False  # batch models: a fit ahead of the champion is kept at a refit point
 
     # -- the per-click path -------------------------------------------------------------------
 
