@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from monitoring.drift.challenger import Challenger, EProcess
 from monitoring.drift.exporter import LifecycleCollector
-from monitoring.drift.lifecycle import ABSORBED, ACKNOWLEDGED, PROMOTED, Lifecycle
+from monitoring.drift.lifecycle import ABSORBED, ACKNOWLEDGED, PROMOTED, REFIT_FIRST, Lifecycle
 from monitoring.drift.monitor import DriftMonitor
 from stream.evaluation.synthetic import SyntheticStream
 from stream.events import Event
@@ -267,3 +267,48 @@ def test_acknowledged_right_after_the_drift_the_old_reference_checks_until_the_n
         p.process(e)
     assert m.due_events == [m.due_events[0]] and not m.retraining_due
     assert m._frozen.events == size  # and grew to full size
+
+
+def _batch_challenger(settling: bool) -> tuple[Lifecycle, Challenger]:
+    """A synchronous item2vec champion and its challenger, started from a settled reference or
+    while a re-baselined one grows (``settling``)."""
+    m = DriftMonitor(**SMALL)
+    p = ClickProcessor(make_model("item2vec", background=False, warmup=2_000), monitor=m)
+    m.attach(p)
+    life = Lifecycle(m, p, on_drift="challenger", budget=1_000_000)
+    _feed(p, SyntheticStream(events=8_000, seed=1))
+    if settling:
+        m.rebaseline(m.n - 100, hits=False)  # too few clicks to freeze a reference at once
+    assert m.settling is settling
+    life.request_retrain("test", by="test")
+    ch = life.challenger
+    assert ch is not None and ch.refit_at == REFIT_FIRST and ch.refits == 0
+    return life, ch
+
+
+def _at_refit_point(life: Lifecycle, ch: Challenger, challenger_hit: bool, champion_rr: float) -> None:
+    for _ in range(3):
+        ch._pair([7], 7 if challenger_hit else 8, champion_rr)
+    ch.clicks = ch.refit_at
+    life.settle()
+    assert life.challenger is ch and not ch.won
+
+
+def test_a_batch_challenger_ahead_keeps_its_first_fit_at_a_refit_point():
+    """Its first fit is on the window a retrain fits on at the due: ahead of the champion on the
+    paired clicks, it skips the refit point (to the next doubling); tied or behind, it fits again."""
+    life, ch = _batch_challenger(settling=False)
+    assert ch.keep_ahead
+    _at_refit_point(life, ch, challenger_hit=True, champion_rr=0.0)  # ahead
+    assert ch.refits == 0 and ch.refit_at == 2 * REFIT_FIRST
+    _at_refit_point(life, ch, challenger_hit=False, champion_rr=1.0)  # now behind
+    assert ch.refits == 1 and ch.refit_at == 4 * REFIT_FIRST
+
+
+def test_a_batch_challenger_started_while_the_monitor_settles_fits_again_at_every_point():
+    """Started while a re-baselined reference grows (a due right after a promotion), its window is
+    nearly the promoted model's: it fits again at each point even when ahead."""
+    life, ch = _batch_challenger(settling=True)
+    assert not ch.keep_ahead
+    _at_refit_point(life, ch, challenger_hit=True, champion_rr=0.0)
+    assert ch.refits == 1 and ch.refit_at == 2 * REFIT_FIRST

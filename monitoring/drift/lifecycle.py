@@ -58,7 +58,8 @@ ABSORBED = "drift absorbed: the live model kept up"
 ACKNOWLEDGED = "acknowledged"
 RETRAINED = "retrained"
 
-#: A batch challenger (item2vec) fits again after this many clicks in shadow, then at each doubling.
+#: A batch challenger (item2vec) fits again after this many clicks in shadow, then at each doubling
+#: (a point is skipped while it is ahead, see :meth:`Lifecycle._refit`).
 REFIT_FIRST = 2_500
 
 
@@ -240,7 +241,10 @@ class Lifecycle:
         ch = self.challenger
         if ch is not None:
             if ch.refit_at and ch.clicks >= ch.refit_at and not ch.won:
-                self._refit(ch)
+                if ch.keep_ahead and ch.hit_rate_gain > 0.0:
+                    ch.refit_at *= 2  # ahead: a refit would be a new draw of the fit, its lead lost
+                else:
+                    self._refit(ch)
             if ch.won and not ch.waiting:
                 if self.promote_mode == "auto":
                     self._promote("auto")
@@ -271,6 +275,7 @@ class Lifecycle:
         ch = Challenger(model, k=p.k, share=self.share, alpha=self.alpha, since=m.n - len(window), started=m.n)
         if isinstance(model, BackgroundTrained):
             ch.refit_at = REFIT_FIRST
+            ch.keep_ahead = not m.settling
         self.challenger = ch
         p.shadow = ch
         log_event(log, "challenger started", logging.WARNING, event=m.n, since=ch.since, clicks=learned,
@@ -278,7 +283,14 @@ class Lifecycle:
 
     def _refit(self, ch: Challenger) -> None:
         """A batch challenger fits again on the recent clicks (more of them from after the drift
-        each time): at 2,500, 5,000, 10,000, ... clicks in shadow."""
+        each time): at 2,500, 5,000, 10,000, ... clicks in shadow.
+
+        One started from a settled reference (``keep_ahead``) skips a refit point while it is ahead
+        of the champion on the paired clicks: its first fit is on the window a retrain fits on at
+        the due, and a refit is a new draw of the fit that throws that lead away. One started while
+        the monitor settles after a promotion (the due says the stream still differs from the
+        reference before it) fits again at every point: its window is nearly the one the promoted
+        model was fitted on, and only the refits bring it the clicks since the drift."""
         ch.refit_at *= 2
         ch.model.retrain_from(list(self.monitor.recent or ()))
         ch.refits += 1

@@ -359,6 +359,12 @@ class DriftMonitor:
         self._quiet = quiet
         return self._frozen.events if self._frozen is not None else 0
 
+    @property
+    def settling(self) -> bool:
+        """Whether a re-baselined reference is still growing from the clicks since the drift while
+        the one from before checks (:meth:`rebaseline` with too few of them to freeze at once)."""
+        return bool(self._interim_at)
+
     def retrained(self) -> None:
         """Count a retrain (the lifecycle swapped in a rebuilt model) and rebaseline from the
         clicks since the drift began (the part of its training window that is the present)."""
