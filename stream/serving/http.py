@@ -12,6 +12,9 @@ accepted only by routes that take one (``POST``), with a ``Content-Length`` of a
 refusal is a 4xx with a JSON ``{"error": ...}``. Binds to 127.0.0.1 unless told otherwise (the
 container sets 0.0.0.0).
 
+One module, just over 400 lines, because the parser, its limits and the hand-over of a request
+that must wait to the pool (in order, per connection) are correct only together.
+
 Routes: ``/metrics``, ``/healthz``, ``/recommendations/<session_id>`` (the session's list, as
 ``Routes.recommendations`` returns it), everything else the request API answers
 (:class:`Routes.api`, see :mod:`stream.serving.api`), and every path under ``/admin/`` goes to
