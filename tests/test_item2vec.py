@@ -34,8 +34,10 @@ def test_registry_and_params():
     p = m.word2vec_params()
     assert (p["window"], p["negative"], p["ns_exponent"], p["epochs"]) == (13, 16, 0.6, 3)
     assert p["sg"] == 1 and p["min_count"] == 1
-    d = Item2Vec().word2vec_params()
-    assert (d["vector_size"], d["window"], d["negative"], d["ns_exponent"], d["epochs"]) == (100, 5, 5, 0.75, 5)
+    d = Item2Vec().word2vec_params()  # the "stream" preset: gensim's defaults with 20 epochs
+    assert (d["vector_size"], d["window"], d["negative"], d["ns_exponent"], d["epochs"]) == (100, 5, 5, 0.75, 20)
+    g = Item2Vec(preset="gensim").word2vec_params()
+    assert (g["vector_size"], g["window"], g["negative"], g["ns_exponent"], g["epochs"]) == (100, 5, 5, 0.75, 5)
     assert FF19_TUNED["epochs"] == 100
     c = m.clone()
     assert c.params() == m.params() and not c.trained
