@@ -126,7 +126,9 @@ class Challenger:
     (2, 1, 0.0)
     """
 
-    keep_ahead = False  # class default: a pickled challenger without the attribute reads it as off
+    #: Batch models: a fit ahead of the champion is kept at a refit point (the lifecycle sets it;
+    #: a class attribute, so a pickled challenger without it reads it as off).
+    keep_ahead = False
 
     def __init__(self, model: SessionModel, k: int = 20, share: float = D.CHALLENGER_SHARE,
                  alpha: float = D.PROMOTION_ALPHA, since: int = 0, started: int = 0, window: int = 10_000,
@@ -149,7 +151,6 @@ class Challenger:
         self.waiting = False  # won, manual promotion: waits for an operator
         self.refit_at = 0  # batch models: clicks in shadow at which it fits again (0: never)
         self.refits = 0
-        self.keep_ahead = False  # batch models: a fit ahead of the champion is kept at a refit point
 
     # -- the per-click path -------------------------------------------------------------------
 

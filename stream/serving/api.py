@@ -98,8 +98,11 @@ class Api:
 
     @staticmethod
     def blocking(method: str, path: str) -> bool:
-        """POST and similar ask the live model, which may have to wait for a quiet moment."""
-        return method == "POST" or (path.startswith("/items/") and "/similar" in path)
+        """POST /recommendations and similar ask the live model, which may have to wait for a
+        quiet moment."""
+        route = path.partition("?")[0]
+        return (method == "POST" and route == "/recommendations") or (
+            route.startswith("/items/") and route.endswith("/similar"))
 
     def handle_now(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response | None:
         """:meth:`handle` if it needs no waiting (the model is free, or its copy can be read at

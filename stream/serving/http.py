@@ -116,15 +116,12 @@ def dispatch_now(routes: Routes, method: str, target: str, headers: Mapping[str,
     (admin routes always: they are answered on the pool). Never raises."""
     if routes.api is None or target.startswith("/admin/"):
         return None
-    if len(target) > MAX_PATH or target.split("?", 1)[0] in _OWN_PATHS:
-        return dispatch(routes, method, target, headers, body)  # not the request API's: no waiting
+    if len(target) > MAX_PATH:
+        return dispatch(routes, method, target, headers, body)  # refused without waiting
     try:
         return routes.api.handle_now(method, target, headers, body)
     except Exception:  # noqa: BLE001 - answered (and logged) by dispatch on the pool
         return None
-
-
-_OWN_PATHS = frozenset(("/", "/metrics", "/healthz", "/health"))  # answered by dispatch, not the API
 
 
 def dispatch(routes: Routes, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:

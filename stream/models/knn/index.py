@@ -1020,7 +1020,7 @@ class KNNModel(BatchModel, ScoringModel):
             if _monotonic() - shadow.taken > CONCURRENT_MAX_AGE_S or not shadow.arrays:
                 return None
             pstart, plen, pflat, times, n_unique, mark, start, flat, lp, acc, imark, events = shadow.arrays
-            top = int(hist.max()) + 1
+            top = max(history) + 1  # builtin max: ndarray.max costs more on a short history
             if top > lp.size:  # an item newer than the copy: a private zeroed scratch
                 lp = np.zeros(top, dtype=np.float64)
             recs: list[int] = self._kernel.query_history(  # type: ignore[union-attr]
